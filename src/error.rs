@@ -1,0 +1,124 @@
+//! The typed errors torsion reports: connection-lost reasons, Deferred misuse, timer misuse,
+//! reactor state errors. Each is its own type so an errback can [`trap`](crate::defer::Failure::trap)
+//! exactly the ones it handles.
+//!
+//! Layer: engine core. Nothing here does I/O.
+
+use std::any::Any;
+
+use thiserror::Error;
+
+/// The connection was closed cleanly (Twisted's `ConnectionDone`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("connection was closed cleanly")]
+pub struct ConnectionDone;
+
+/// The connection was lost in a non-clean fashion (Twisted's `ConnectionLost`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("connection was lost: {reason}")]
+pub struct ConnectionLost {
+    /// Why, in words (for example "reset by peer").
+    pub reason: String,
+}
+
+impl ConnectionLost {
+    /// A `ConnectionLost` with the given reason.
+    pub fn new(reason: impl Into<String>) -> Self {
+        ConnectionLost {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The connection was aborted locally with `abort_connection` (Twisted's
+/// `ConnectionAborted`, a kind of `ConnectionLost`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("connection was aborted locally")]
+pub struct ConnectionAborted;
+
+/// The connection attempt was refused (no listener, or a refusing peer).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("connection was refused by {peer}")]
+pub struct ConnectionRefused {
+    /// The address that refused.
+    pub peer: String,
+}
+
+/// An operation took too long (Twisted's `TimeoutError`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("timed out after {0:?}")]
+pub struct TimeoutError(pub std::time::Duration);
+
+/// A Deferred was cancelled (Twisted's `CancelledError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("the Deferred was cancelled")]
+pub struct CancelledError;
+
+/// A Deferred was fired a second time (Twisted's `AlreadyCalledError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("the Deferred has already been called")]
+pub struct AlreadyCalledError;
+
+/// A callback returned the very Deferred it was added to, which could never fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("a callback returned the Deferred it belongs to")]
+pub struct ChainedToSelfError;
+
+/// What a Deferred holds after its result was handed to the Deferred whose callback returned
+/// it (Twisted leaves `None` there). Callbacks added to it afterwards see this error; it is
+/// never reported as unhandled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("the result was passed on to the Deferred that was waiting on this one")]
+pub struct ResultPassedOn;
+
+/// A handle of the wrong type was used on a Deferred chain (an internal invariant; reported
+/// as a failure rather than a panic).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("Deferred value has an unexpected type (expected {expected})")]
+pub struct TypeMismatch {
+    /// The type the callback expected.
+    pub expected: &'static str,
+}
+
+/// `cancel` or `reset` on a DelayedCall that already ran (Twisted's `AlreadyCalled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("the delayed call has already been called")]
+pub struct AlreadyCalled;
+
+/// `cancel` or `reset` on a DelayedCall that was cancelled (Twisted's `AlreadyCancelled`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("the delayed call has already been cancelled")]
+pub struct AlreadyCancelled;
+
+/// Either way a DelayedCall can no longer be changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum DelayedCallError {
+    /// It ran.
+    #[error(transparent)]
+    AlreadyCalled(#[from] AlreadyCalled),
+    /// It was cancelled.
+    #[error(transparent)]
+    AlreadyCancelled(#[from] AlreadyCancelled),
+}
+
+/// User code panicked; the message is kept (the payload of a `panic!` with a string).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("panicked: {message}")]
+pub struct Panicked {
+    /// The panic message, or a placeholder when the payload was not a string.
+    pub message: String,
+}
+
+impl Panicked {
+    /// Extracts the message from a `catch_unwind` payload.
+    pub fn from_payload(payload: Box<dyn Any + Send>) -> Self {
+        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
+            (*s).to_string()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "non-string panic payload".to_string()
+        };
+        Panicked { message }
+    }
+}

@@ -1,0 +1,383 @@
+//! The timer queue every driver shares, and [`DelayedCall`], the handle `call_later` returns.
+//!
+//! Calls are ordered by (deadline, sequence): the sequence number is taken when a call is
+//! scheduled, reset or delayed, so same-time calls run first-in, first-out and a call
+//! scheduled for "now" while another runs goes after everything already due. Cancelled and
+//! rescheduled entries stay in the heap and are skipped when they surface (lazy deletion),
+//! so cancel, reset and delay are O(log n) with no search.
+//!
+//! A queue does not run anything by itself: its driver asks for the next deadline, moves the
+//! clock, and pops due calls one at a time ([`TimerQueue::pop_due`]), running each with no
+//! borrow held, so a call may schedule, cancel or reset any other.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use crate::error::{AlreadyCalled, AlreadyCancelled, DelayedCallError};
+use crate::reactor::Instant;
+
+enum CallState {
+    Pending(Box<dyn FnOnce()>),
+    Called,
+    Cancelled,
+}
+
+struct Entry {
+    time: Cell<Instant>,
+    seq: Cell<u64>,
+    state: RefCell<CallState>,
+}
+
+struct HeapItem {
+    time: Instant,
+    seq: u64,
+    entry: Rc<Entry>,
+}
+
+impl PartialEq for HeapItem {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+impl Eq for HeapItem {}
+impl PartialOrd for HeapItem {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for HeapItem {
+    /// Reversed, so the std max-heap pops the earliest (deadline, sequence) first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.time, other.seq).cmp(&(self.time, self.seq))
+    }
+}
+
+struct Inner {
+    now: Cell<Instant>,
+    next_seq: Cell<u64>,
+    active: Cell<usize>,
+    heap: RefCell<BinaryHeap<HeapItem>>,
+}
+
+impl Inner {
+    fn push(&self, entry: &Rc<Entry>, time: Instant) {
+        let seq = self.next_seq.get();
+        self.next_seq.set(seq + 1);
+        entry.time.set(time);
+        entry.seq.set(seq);
+        self.heap.borrow_mut().push(HeapItem {
+            time,
+            seq,
+            entry: entry.clone(),
+        });
+    }
+}
+
+/// Delayed calls ordered by (deadline, sequence), with the clock reading their driver keeps.
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion::reactor::{Instant, TimerQueue};
+///
+/// let q = TimerQueue::new();
+/// q.call_later(Duration::from_secs(1), || println!("one"));
+/// assert_eq!(q.next_deadline(), Some(Instant::from_nanos(1_000_000_000)));
+/// let (at, call) = q.pop_due(Instant::from_nanos(1_000_000_000)).unwrap();
+/// q.set_now(at);
+/// call();
+/// assert!(q.is_empty());
+/// ```
+#[derive(Clone)]
+pub struct TimerQueue {
+    inner: Rc<Inner>,
+}
+
+impl Default for TimerQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TimerQueue {
+    /// An empty queue whose clock reads [`Instant::ZERO`].
+    pub fn new() -> Self {
+        TimerQueue {
+            inner: Rc::new(Inner {
+                now: Cell::new(Instant::ZERO),
+                next_seq: Cell::new(0),
+                active: Cell::new(0),
+                heap: RefCell::new(BinaryHeap::new()),
+            }),
+        }
+    }
+
+    /// The clock reading delays are measured from.
+    pub fn now(&self) -> Instant {
+        self.inner.now.get()
+    }
+
+    /// Moves the clock (the driver does this before running each due call).
+    pub fn set_now(&self, now: Instant) {
+        self.inner.now.set(now);
+    }
+
+    /// Schedules `f` for `now + delay`.
+    pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> DelayedCall {
+        self.call_later_boxed(delay, Box::new(f))
+    }
+
+    /// Schedules a boxed `f` for `now + delay`.
+    pub fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
+        let entry = Rc::new(Entry {
+            time: Cell::new(Instant::ZERO),
+            seq: Cell::new(0),
+            state: RefCell::new(CallState::Pending(f)),
+        });
+        self.inner.push(&entry, self.now() + delay);
+        self.inner.active.set(self.inner.active.get() + 1);
+        DelayedCall {
+            entry,
+            queue: Rc::downgrade(&self.inner),
+        }
+    }
+
+    /// Drops heap items for cancelled, called or rescheduled entries from the top.
+    fn discard_stale(&self) {
+        let mut heap = self.inner.heap.borrow_mut();
+        while let Some(top) = heap.peek() {
+            let live = top.seq == top.entry.seq.get()
+                && matches!(*top.entry.state.borrow(), CallState::Pending(_));
+            if live {
+                break;
+            }
+            heap.pop();
+        }
+    }
+
+    /// The earliest deadline of a pending call.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.discard_stale();
+        self.inner.heap.borrow().peek().map(|item| item.time)
+    }
+
+    /// Removes and returns the earliest pending call if its deadline is at or before `limit`,
+    /// marking it called. The driver sets the clock to the returned time, then runs the call.
+    pub fn pop_due(&self, limit: Instant) -> Option<(Instant, Box<dyn FnOnce()>)> {
+        self.discard_stale();
+        let item = {
+            let mut heap = self.inner.heap.borrow_mut();
+            match heap.peek() {
+                Some(top) if top.time <= limit => heap.pop()?,
+                _ => return None,
+            }
+        };
+        let state = item.entry.state.replace(CallState::Called);
+        match state {
+            CallState::Pending(f) => {
+                self.inner.active.set(self.inner.active.get() - 1);
+                Some((item.time, f))
+            }
+            // discard_stale left only live items on top.
+            CallState::Called | CallState::Cancelled => None,
+        }
+    }
+
+    /// Number of pending calls.
+    pub fn len(&self) -> usize {
+        self.inner.active.get()
+    }
+
+    /// Whether no call is pending.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pending calls, earliest first (Twisted's `getDelayedCalls`).
+    pub fn delayed_calls(&self) -> Vec<DelayedCall> {
+        let heap = self.inner.heap.borrow();
+        let mut live: Vec<&HeapItem> = heap
+            .iter()
+            .filter(|item| {
+                item.seq == item.entry.seq.get()
+                    && matches!(*item.entry.state.borrow(), CallState::Pending(_))
+            })
+            .collect();
+        live.sort_by(|a, b| b.cmp(a));
+        live.into_iter()
+            .map(|item| DelayedCall {
+                entry: item.entry.clone(),
+                queue: Rc::downgrade(&self.inner),
+            })
+            .collect()
+    }
+
+    /// Cancels every pending call (a crashed host, a reactor being torn down).
+    pub fn clear(&self) {
+        for call in self.delayed_calls() {
+            let _ = call.cancel();
+        }
+        self.inner.heap.borrow_mut().clear();
+    }
+}
+
+/// A call scheduled with `call_later` (Twisted's `DelayedCall`). Cloning gives another handle
+/// to the same call.
+#[derive(Clone)]
+pub struct DelayedCall {
+    entry: Rc<Entry>,
+    queue: Weak<Inner>,
+}
+
+impl DelayedCall {
+    /// Whether the call is still to run.
+    pub fn active(&self) -> bool {
+        matches!(*self.entry.state.borrow(), CallState::Pending(_))
+    }
+
+    /// Whether the call ran.
+    pub fn called(&self) -> bool {
+        matches!(*self.entry.state.borrow(), CallState::Called)
+    }
+
+    /// Whether the call was cancelled.
+    pub fn cancelled(&self) -> bool {
+        matches!(*self.entry.state.borrow(), CallState::Cancelled)
+    }
+
+    /// When the call is (or was) due.
+    pub fn get_time(&self) -> Instant {
+        self.entry.time.get()
+    }
+
+    fn check_pending(&self) -> Result<(), DelayedCallError> {
+        match *self.entry.state.borrow() {
+            CallState::Pending(_) => Ok(()),
+            CallState::Called => Err(AlreadyCalled.into()),
+            CallState::Cancelled => Err(AlreadyCancelled.into()),
+        }
+    }
+
+    /// Cancels the call. Its closure is dropped now.
+    pub fn cancel(&self) -> Result<(), DelayedCallError> {
+        self.check_pending()?;
+        let old = self.entry.state.replace(CallState::Cancelled);
+        if let Some(q) = self.queue.upgrade() {
+            q.active.set(q.active.get() - 1);
+        }
+        drop(old); // outside any borrow: the closure's captures may have Drop impls
+        Ok(())
+    }
+
+    /// Reschedules the call for `seconds_from_now` after the queue's current time.
+    pub fn reset(&self, seconds_from_now: Duration) -> Result<(), DelayedCallError> {
+        self.check_pending()?;
+        if let Some(q) = self.queue.upgrade() {
+            let at = q.now.get() + seconds_from_now;
+            q.push(&self.entry, at);
+        }
+        Ok(())
+    }
+
+    /// Moves the call `seconds_later` later than it was due.
+    pub fn delay(&self, seconds_later: Duration) -> Result<(), DelayedCallError> {
+        self.check_pending()?;
+        if let Some(q) = self.queue.upgrade() {
+            let at = self.entry.time.get() + seconds_later;
+            q.push(&self.entry, at);
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for DelayedCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match *self.entry.state.borrow() {
+            CallState::Pending(_) => "pending",
+            CallState::Called => "called",
+            CallState::Cancelled => "cancelled",
+        };
+        write!(f, "DelayedCall({} at {})", state, self.entry.time.get())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(q: &TimerQueue, until: Instant) {
+        while let Some((t, f)) = q.pop_due(until) {
+            q.set_now(t);
+            f();
+        }
+        q.set_now(until);
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn same_time_calls_run_fifo() {
+        let q = TimerQueue::new();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        for i in 0..5 {
+            let log = log.clone();
+            q.call_later(secs(1), move || log.borrow_mut().push(i));
+        }
+        drain(&q, Instant::ZERO + secs(1));
+        assert_eq!(*log.borrow(), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn cancel_then_cancel_again_is_already_cancelled() {
+        let q = TimerQueue::new();
+        let c = q.call_later(secs(1), || {});
+        assert_eq!(q.len(), 1);
+        c.cancel().unwrap();
+        assert_eq!(q.len(), 0);
+        assert_eq!(
+            c.cancel(),
+            Err(DelayedCallError::AlreadyCancelled(AlreadyCancelled))
+        );
+        assert_eq!(c.reset(secs(1)), Err(AlreadyCancelled.into()));
+        assert_eq!(q.next_deadline(), None);
+    }
+
+    #[test]
+    fn reset_and_delay_move_the_call() {
+        let q = TimerQueue::new();
+        let hit = Rc::new(Cell::new(0u32));
+        let h = hit.clone();
+        let c = q.call_later(secs(5), move || h.set(h.get() + 1));
+        c.reset(secs(2)).unwrap();
+        assert_eq!(c.get_time(), Instant::ZERO + secs(2));
+        c.delay(secs(1)).unwrap();
+        assert_eq!(q.next_deadline(), Some(Instant::ZERO + secs(3)));
+        drain(&q, Instant::ZERO + secs(2));
+        assert_eq!(hit.get(), 0);
+        drain(&q, Instant::ZERO + secs(10));
+        assert_eq!(hit.get(), 1, "a rescheduled call runs exactly once");
+        assert!(c.called());
+        assert_eq!(c.cancel(), Err(AlreadyCalled.into()));
+    }
+
+    #[test]
+    fn delayed_calls_lists_pending_in_order() {
+        let q = TimerQueue::new();
+        let a = q.call_later(secs(3), || {});
+        let _b = q.call_later(secs(1), || {});
+        a.cancel().unwrap();
+        let _c = q.call_later(secs(2), || {});
+        let times: Vec<_> = q.delayed_calls().iter().map(|c| c.get_time()).collect();
+        assert_eq!(
+            times,
+            vec![Instant::ZERO + secs(1), Instant::ZERO + secs(2)]
+        );
+        q.clear();
+        assert!(q.is_empty());
+    }
+}
