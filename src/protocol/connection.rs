@@ -1,0 +1,522 @@
+//! `Connection`: the sans-IO half of a stream connection, shared by every driver.
+//!
+//! A reactor (the real one, the simulator, the in-memory pump in [`testing`](crate::testing))
+//! moves bytes and closes sockets; everything else about a connection is the same everywhere
+//! and lives here, once: the protocol slot and panic isolation, the write buffer, the close
+//! state machine (lose after flush, abort, half-close), producer flow control with the
+//! high/low-water marks, read pausing, and connection-scoped calls. This is the quinn-proto /
+//! smoltcp shape: the driver feeds events in ([`deliver`](Connection::deliver),
+//! [`read_eof`](Connection::read_eof), [`connection_lost`](Connection::connection_lost)) and
+//! pulls work out ([`peek_output`](Connection::peek_output),
+//! [`consume_output`](Connection::consume_output), [`close_action`](Connection::close_action)),
+//! and is poked through its `wake` function when there is something new to pull.
+//!
+//! Rule 3 of the reactor contract holds here: a protocol is never called back while it is
+//! running. Notifications that Twisted delivers synchronously (a producer paused from inside
+//! `write`) are queued for the next turn with the clock's `call_soon`.
+//!
+//! A panic in any protocol callback is caught at this boundary; the connection is aborted and
+//! `connection_lost` receives a [`Panicked`](crate::error::Panicked) failure carrying the
+//! message. Other connections are unaffected.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use crate::defer::Failure;
+use crate::protocol::transport::ScopedCall;
+use crate::protocol::{
+    Address, Producer, ProducerError, Protocol, Transport, TransportDriver, HIGH_WATER_MARK,
+    LOW_WATER_MARK,
+};
+use crate::reactor::{DelayedCall, ReactorTime, ReactorTimeExt};
+
+/// What the driver should do about closing, once it has flushed what it can.
+#[derive(Clone, Debug)]
+pub enum CloseAction {
+    /// Nothing: keep the connection open.
+    None,
+    /// Everything written has been flushed and a clean close was asked for: send FIN, then
+    /// report [`ConnectionDone`](crate::error::ConnectionDone).
+    Close,
+    /// Drop everything and reset; report the failure (usually `ConnectionAborted`, or the
+    /// failure a panicking protocol turned into).
+    Abort(Failure),
+    /// Shut down the write side only (half-close), once; reading continues.
+    ShutdownWrite,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// `lose_connection`: flush, then close.
+    Closing,
+    /// `abort_connection` or a panic: close now.
+    Aborting,
+    /// `connection_lost` has been delivered.
+    Closed,
+}
+
+struct State {
+    phase: Phase,
+    abort_reason: Option<Failure>,
+    out: VecDeque<u8>,
+    write_shutdown: WriteShutdown,
+    reading_paused: bool,
+    producer: Option<ProducerSlot>,
+    producer_paused: bool,
+    scoped: Vec<DelayedCall>,
+    nodelay: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriteShutdown {
+    No,
+    Requested,
+    Done,
+}
+
+enum ProducerSlot {
+    Push(Option<Box<dyn crate::protocol::PushProducer>>),
+    Pull(Option<Box<dyn crate::protocol::PullProducer>>),
+    Protocol { streaming: bool },
+}
+
+impl ProducerSlot {
+    fn streaming(&self) -> bool {
+        match self {
+            ProducerSlot::Push(_) => true,
+            ProducerSlot::Pull(_) => false,
+            ProducerSlot::Protocol { streaming } => *streaming,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ProducerEvent {
+    Pause,
+    Resume,
+}
+
+/// One stream connection's state, shared by its driver and its [`Transport`] handles.
+pub struct Connection {
+    me: Weak<Connection>,
+    clock: Rc<dyn ReactorTime>,
+    wake: Rc<dyn Fn()>,
+    host: Address,
+    peer: Address,
+    protocol: RefCell<Option<Box<dyn Protocol>>>,
+    state: RefCell<State>,
+    made: Cell<bool>,
+}
+
+impl Connection {
+    /// A connection between `host` (this end) and `peer` for `protocol`. `clock` schedules
+    /// scoped calls and next-turn notifications; `wake` tells the driver there is output to
+    /// flush or a close to perform. Call [`make_connection`](Self::make_connection) next.
+    pub fn new(
+        clock: Rc<dyn ReactorTime>,
+        wake: Rc<dyn Fn()>,
+        host: Address,
+        peer: Address,
+        protocol: Box<dyn Protocol>,
+    ) -> Rc<Connection> {
+        Rc::new_cyclic(|me| Connection {
+            me: me.clone(),
+            clock,
+            wake,
+            host,
+            peer,
+            protocol: RefCell::new(Some(protocol)),
+            state: RefCell::new(State {
+                phase: Phase::Open,
+                abort_reason: None,
+                out: VecDeque::new(),
+                write_shutdown: WriteShutdown::No,
+                reading_paused: false,
+                producer: None,
+                producer_paused: false,
+                scoped: Vec::new(),
+                nodelay: false,
+            }),
+            made: Cell::new(false),
+        })
+    }
+
+    /// A transport handle for this connection.
+    pub fn transport(self: &Rc<Self>) -> Transport {
+        Transport::new(self.clone())
+    }
+
+    /// Calls the protocol's `connection_made` (once).
+    pub fn make_connection(self: &Rc<Self>) {
+        if self.made.replace(true) {
+            return;
+        }
+        let transport = self.transport();
+        self.dispatch(|p| p.connection_made(&transport));
+    }
+
+    /// Runs `f` with the protocol, catching a panic (which aborts the connection). Returns
+    /// `false` if the protocol is unavailable (the connection is closed, or `f` would re-enter
+    /// a running protocol, which the reactor contract rules out).
+    pub fn dispatch(&self, f: impl FnOnce(&mut dyn Protocol)) -> bool {
+        let taken = self.protocol.borrow_mut().take();
+        let Some(mut proto) = taken else {
+            return false;
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut *proto)));
+        *self.protocol.borrow_mut() = Some(proto);
+        if let Err(payload) = outcome {
+            self.abort_with(Failure::from_panic(payload));
+        }
+        true
+    }
+
+    /// Hands received bytes to the protocol (the driver checks
+    /// [`reading_paused`](Self::reading_paused) first and holds data while paused).
+    pub fn deliver(&self, data: &[u8]) {
+        if self.state.borrow().phase == Phase::Open {
+            self.dispatch(|p| p.data_received(data));
+        }
+    }
+
+    /// The peer shut down its write side. Returns `true` if the protocol opted in to
+    /// half-close (it got `read_connection_lost` and the connection stays open); `false` if
+    /// the driver should close the connection with `ConnectionDone`.
+    pub fn read_eof(&self) -> bool {
+        let half = self.with_protocol(|p| p.half_close()).unwrap_or(false);
+        if half {
+            self.dispatch(|p| p.read_connection_lost());
+        }
+        half
+    }
+
+    /// Runs `f` with the protocol if it is available (no panic isolation: for queries).
+    pub fn with_protocol<R>(&self, f: impl FnOnce(&mut dyn Protocol) -> R) -> Option<R> {
+        let mut slot = self.protocol.borrow_mut();
+        slot.as_mut().map(|p| f(&mut **p))
+    }
+
+    /// The connection is gone: cancels scoped calls, stops the producer and calls the
+    /// protocol's `connection_lost(reason)`, once.
+    pub fn connection_lost(&self, reason: Failure) {
+        let (calls, producer) = {
+            let mut st = self.state.borrow_mut();
+            if st.phase == Phase::Closed {
+                return;
+            }
+            st.phase = Phase::Closed;
+            st.out.clear();
+            (std::mem::take(&mut st.scoped), st.producer.take())
+        };
+        for call in calls {
+            let _ = call.cancel();
+        }
+        match producer {
+            Some(ProducerSlot::Push(Some(mut p))) => p.stop_producing(),
+            Some(ProducerSlot::Pull(Some(mut p))) => p.stop_producing(),
+            Some(ProducerSlot::Protocol { .. }) => {
+                self.dispatch(|p| p.stop_producing());
+            }
+            _ => {}
+        }
+        self.dispatch(|p| p.connection_lost(reason));
+    }
+
+    /// Whether `connection_lost` has been delivered.
+    pub fn is_closed(&self) -> bool {
+        self.state.borrow().phase == Phase::Closed
+    }
+
+    /// Whether the protocol asked not to receive data for now.
+    pub fn reading_paused(&self) -> bool {
+        self.state.borrow().reading_paused
+    }
+
+    /// Bytes waiting to be sent.
+    pub fn pending_output(&self) -> usize {
+        self.state.borrow().out.len()
+    }
+
+    /// Whether `TCP_NODELAY` was asked for.
+    pub fn nodelay(&self) -> bool {
+        self.state.borrow().nodelay
+    }
+
+    /// Lets the driver look at the pending output (as the two slices of a ring buffer).
+    pub fn peek_output<R>(&self, f: impl FnOnce(&[u8], &[u8]) -> R) -> R {
+        let st = self.state.borrow();
+        let (a, b) = st.out.as_slices();
+        f(a, b)
+    }
+
+    /// The driver sent `n` bytes of the pending output. Resumes producers as the buffer
+    /// drains (below the low-water mark for streaming ones, when empty for pull ones).
+    pub fn consume_output(&self, n: usize) {
+        let event = {
+            let mut st = self.state.borrow_mut();
+            let n = n.min(st.out.len());
+            st.out.drain(..n);
+            let len = st.out.len();
+            match &st.producer {
+                Some(slot) if slot.streaming() && st.producer_paused && len <= LOW_WATER_MARK => {
+                    st.producer_paused = false;
+                    Some(ProducerEvent::Resume)
+                }
+                Some(slot) if !slot.streaming() && len == 0 && st.phase == Phase::Open => {
+                    Some(ProducerEvent::Resume)
+                }
+                _ => None,
+            }
+        };
+        if let Some(event) = event {
+            self.producer_event_soon(event);
+        }
+    }
+
+    /// What the driver should do about closing now. `Close` only once the output is flushed
+    /// and no producer is registered (Twisted waits for the producer to unregister).
+    pub fn close_action(&self) -> CloseAction {
+        let mut st = self.state.borrow_mut();
+        match st.phase {
+            Phase::Aborting => CloseAction::Abort(
+                st.abort_reason
+                    .clone()
+                    .unwrap_or_else(|| Failure::new(crate::error::ConnectionAborted)),
+            ),
+            Phase::Closing if st.out.is_empty() && st.producer.is_none() => CloseAction::Close,
+            Phase::Open if st.out.is_empty() && st.write_shutdown == WriteShutdown::Requested => {
+                st.write_shutdown = WriteShutdown::Done;
+                CloseAction::ShutdownWrite
+            }
+            _ => CloseAction::None,
+        }
+    }
+
+    /// After the driver performed [`CloseAction::ShutdownWrite`]: tells a half-close protocol.
+    pub fn write_shutdown_done(&self) {
+        if self.with_protocol(|p| p.half_close()).unwrap_or(false) {
+            self.dispatch(|p| p.write_connection_lost());
+        }
+    }
+
+    fn abort_with(&self, reason: Failure) {
+        {
+            let mut st = self.state.borrow_mut();
+            if matches!(st.phase, Phase::Closed | Phase::Aborting) {
+                return;
+            }
+            st.phase = Phase::Aborting;
+            st.abort_reason = Some(reason);
+            st.out.clear();
+        }
+        (self.wake)();
+    }
+
+    fn producer_event_soon(&self, event: ProducerEvent) {
+        let me = self.me.clone();
+        let call = self.clock.call_soon(move || {
+            if let Some(conn) = me.upgrade() {
+                conn.producer_event(event);
+            }
+        });
+        self.state.borrow_mut().scoped.push(call);
+    }
+
+    fn producer_event(&self, event: ProducerEvent) {
+        let slot = {
+            let mut st = self.state.borrow_mut();
+            if st.phase == Phase::Closed {
+                return;
+            }
+            match &mut st.producer {
+                Some(ProducerSlot::Push(p)) => p.take().map(|p| (Some(p), None)),
+                Some(ProducerSlot::Pull(p)) => p.take().map(|p| (None, Some(p))),
+                Some(ProducerSlot::Protocol { .. }) => Some((None, None)),
+                None => return,
+            }
+        };
+        let Some((push, pull)) = slot else { return };
+        let outcome = catch_unwind(AssertUnwindSafe(|| match (push, pull) {
+            (Some(mut p), _) => {
+                match event {
+                    ProducerEvent::Pause => p.pause_producing(),
+                    ProducerEvent::Resume => p.resume_producing(),
+                }
+                (Some(p), None)
+            }
+            (None, Some(mut p)) => {
+                if let ProducerEvent::Resume = event {
+                    p.resume_producing();
+                }
+                (None, Some(p))
+            }
+            (None, None) => {
+                self.dispatch(|proto| match event {
+                    ProducerEvent::Pause => proto.pause_producing(),
+                    ProducerEvent::Resume => proto.resume_producing(),
+                });
+                (None, None)
+            }
+        }));
+        match outcome {
+            Ok((push, pull)) => {
+                let mut st = self.state.borrow_mut();
+                match (&mut st.producer, push, pull) {
+                    (Some(ProducerSlot::Push(slot)), Some(p), _) => *slot = Some(p),
+                    (Some(ProducerSlot::Pull(slot)), _, Some(p)) => *slot = Some(p),
+                    _ => {}
+                }
+            }
+            Err(payload) => self.abort_with(Failure::from_panic(payload)),
+        }
+    }
+}
+
+impl TransportDriver for Connection {
+    fn write(&self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let pause = {
+            let mut st = self.state.borrow_mut();
+            if st.phase != Phase::Open || st.write_shutdown != WriteShutdown::No {
+                return; // writes after close are dropped
+            }
+            st.out.extend(data);
+            let over = st.out.len() > HIGH_WATER_MARK;
+            match &st.producer {
+                Some(slot) if slot.streaming() && over && !st.producer_paused => {
+                    st.producer_paused = true;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if pause {
+            self.producer_event_soon(ProducerEvent::Pause);
+        }
+        (self.wake)();
+    }
+
+    fn lose_connection(&self) {
+        {
+            let mut st = self.state.borrow_mut();
+            if st.phase != Phase::Open {
+                return;
+            }
+            st.phase = Phase::Closing;
+        }
+        (self.wake)();
+    }
+
+    fn abort_connection(&self) {
+        self.abort_with(Failure::new(crate::error::ConnectionAborted));
+    }
+
+    fn lose_write_connection(&self) {
+        {
+            let mut st = self.state.borrow_mut();
+            if st.phase != Phase::Open || st.write_shutdown != WriteShutdown::No {
+                return;
+            }
+            st.write_shutdown = WriteShutdown::Requested;
+        }
+        (self.wake)();
+    }
+
+    fn get_peer(&self) -> Address {
+        self.peer
+    }
+
+    fn get_host(&self) -> Address {
+        self.host
+    }
+
+    fn register_producer(&self, producer: Producer) -> Result<(), ProducerError> {
+        let pull = {
+            let mut st = self.state.borrow_mut();
+            if st.phase == Phase::Closed {
+                return Err(ProducerError::Disconnected);
+            }
+            if st.producer.is_some() {
+                return Err(ProducerError::AlreadyRegistered);
+            }
+            let streaming = producer.streaming();
+            st.producer = Some(match producer {
+                Producer::Push(p) => ProducerSlot::Push(Some(p)),
+                Producer::Pull(p) => ProducerSlot::Pull(Some(p)),
+                Producer::Protocol { streaming } => ProducerSlot::Protocol { streaming },
+            });
+            st.producer_paused = false;
+            !streaming
+        };
+        if pull {
+            // Twisted starts a pull producer at once.
+            self.producer_event_soon(ProducerEvent::Resume);
+        }
+        Ok(())
+    }
+
+    fn unregister_producer(&self) {
+        let had = self.state.borrow_mut().producer.take();
+        if had.is_some() {
+            drop(had);
+            (self.wake)(); // a pending lose_connection may now complete
+        }
+    }
+
+    fn pause_producing(&self) {
+        self.state.borrow_mut().reading_paused = true;
+    }
+
+    fn resume_producing(&self) {
+        let was = std::mem::replace(&mut self.state.borrow_mut().reading_paused, false);
+        if was {
+            (self.wake)(); // held data may be delivered now
+        }
+    }
+
+    fn set_tcp_nodelay(&self, enabled: bool) -> bool {
+        self.state.borrow_mut().nodelay = enabled;
+        true
+    }
+
+    fn connected(&self) -> bool {
+        self.state.borrow().phase == Phase::Open
+    }
+
+    fn disconnecting(&self) -> bool {
+        matches!(self.state.borrow().phase, Phase::Closing | Phase::Aborting)
+    }
+
+    fn buffered(&self) -> usize {
+        self.pending_output()
+    }
+
+    fn call_later_scoped(&self, delay: Duration, f: ScopedCall) -> DelayedCall {
+        let me = self.me.clone();
+        let call = self.clock.call_later(delay, move || {
+            if let Some(conn) = me.upgrade() {
+                if !conn.is_closed() {
+                    conn.dispatch(f);
+                }
+            }
+        });
+        let mut st = self.state.borrow_mut();
+        if st.phase == Phase::Closed {
+            let _ = call.cancel();
+        } else {
+            st.scoped.retain(DelayedCall::active);
+            st.scoped.push(call.clone());
+        }
+        call
+    }
+}
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;

@@ -1,0 +1,78 @@
+//! Producers and consumers (Twisted's `IPushProducer` / `IPullProducer` and flow control).
+//!
+//! A transport is a consumer: it buffers what is written to it. A producer registered with it
+//! is told to slow down and speed up as the buffer fills and drains, so a fast source cannot
+//! make a slow connection buffer without bound.
+//!
+//! - A **streaming** (push) producer writes whenever it likes; the transport calls
+//!   `pause_producing` when its write buffer passes the high-water mark
+//!   ([`HIGH_WATER_MARK`], 64 KiB) and `resume_producing` when it drains below the low-water
+//!   mark.
+//! - A **pull** producer writes only when asked: the transport calls `resume_producing` each
+//!   time its buffer empties.
+//!
+//! Either gets `stop_producing` when the connection goes away.
+
+use thiserror::Error;
+
+/// Write-buffer size above which a streaming producer is paused (Twisted's 64 KiB).
+pub const HIGH_WATER_MARK: usize = 64 * 1024;
+
+/// Write-buffer size at or below which a paused streaming producer is resumed.
+pub const LOW_WATER_MARK: usize = 16 * 1024;
+
+/// A producer that writes on its own and can be paused (Twisted's `IPushProducer`).
+pub trait PushProducer {
+    /// Stop writing until resumed.
+    fn pause_producing(&mut self);
+    /// Writing may continue.
+    fn resume_producing(&mut self);
+    /// Stop for good.
+    fn stop_producing(&mut self);
+}
+
+/// A producer that writes one chunk each time it is asked (Twisted's `IPullProducer`).
+pub trait PullProducer {
+    /// Produce the next chunk.
+    fn resume_producing(&mut self);
+    /// Stop for good.
+    fn stop_producing(&mut self);
+}
+
+/// What to register with [`Transport::register_producer`](crate::protocol::Transport::register_producer).
+pub enum Producer {
+    /// A separate streaming producer.
+    Push(Box<dyn PushProducer>),
+    /// A separate pull producer.
+    Pull(Box<dyn PullProducer>),
+    /// The connection's own protocol, through its
+    /// [`pause_producing`](crate::protocol::Protocol::pause_producing) family of methods;
+    /// `streaming` chooses push (true) or pull (false) behaviour. This saves a protocol that
+    /// produces its own output from sharing itself behind `Rc<RefCell<_>>`.
+    Protocol {
+        /// Push (true) or pull (false).
+        streaming: bool,
+    },
+}
+
+impl Producer {
+    /// Whether this is a streaming (push) producer.
+    pub fn streaming(&self) -> bool {
+        match self {
+            Producer::Push(_) => true,
+            Producer::Pull(_) => false,
+            Producer::Protocol { streaming } => *streaming,
+        }
+    }
+}
+
+/// Why a producer could not be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum ProducerError {
+    /// A producer is already registered (Twisted raises `RuntimeError`).
+    #[error("a producer is already registered with this transport")]
+    AlreadyRegistered,
+    /// The transport is closed or closing.
+    #[error("the transport is disconnected")]
+    Disconnected,
+}

@@ -1,0 +1,340 @@
+//! `Transport`: the handle a protocol writes to, and the driver trait behind it.
+//!
+//! Each reactor implements [`TransportDriver`] for its connections; protocols only see the
+//! cheap-clone [`Transport`] handle, usable from any callback or timer on the reactor thread.
+//! Nothing here calls back into a protocol synchronously: writes are buffered and closes are
+//! completed by the reactor's loop.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::defer::{Deferred, Failure};
+use crate::error::{CancelledError, TypeMismatch};
+use crate::protocol::{find_protocol, Address, Producer, ProducerError, Protocol};
+use crate::reactor::{DelayedCall, TimerQueue};
+
+/// A closure run with the connection's protocol (connection-scoped scheduling).
+pub type ScopedCall = Box<dyn FnOnce(&mut dyn Protocol)>;
+
+/// What a reactor implements for each connection (Twisted's `ITransport`, `ITCPTransport`,
+/// `IConsumer` and `IProducer` for the read side). Protocol code uses [`Transport`] instead.
+///
+/// Contract: no method calls the protocol before returning; `connection_lost` is delivered
+/// from the reactor loop, after the data written before a `lose_connection` has been handed to
+/// the network; scoped calls never run after `connection_lost`.
+pub trait TransportDriver {
+    /// Buffers `data` for sending. Dropped once the connection is closing or closed.
+    fn write(&self, data: &[u8]);
+    /// Buffers each piece in turn.
+    fn write_sequence(&self, data: &[&[u8]]) {
+        for piece in data {
+            self.write(piece);
+        }
+    }
+    /// Flushes the buffer, then closes (waits for a registered streaming producer to
+    /// unregister first). `connection_lost` gets `ConnectionDone`.
+    fn lose_connection(&self);
+    /// Closes now, dropping buffered data; `connection_lost` gets `ConnectionAborted` on a
+    /// later turn.
+    fn abort_connection(&self);
+    /// Flushes, then shuts down the write side only (half-close).
+    fn lose_write_connection(&self);
+    /// The far end's address (still answered during `connection_lost`).
+    fn get_peer(&self) -> Address;
+    /// This end's address (still answered during `connection_lost`).
+    fn get_host(&self) -> Address;
+    /// Registers a producer with this transport as its consumer.
+    fn register_producer(&self, producer: Producer) -> Result<(), ProducerError>;
+    /// Unregisters the producer (a pending `lose_connection` may then complete).
+    fn unregister_producer(&self);
+    /// Stops delivering `data_received` until resumed (the read side, as a producer).
+    fn pause_producing(&self);
+    /// Delivers `data_received` again.
+    fn resume_producing(&self);
+    /// Sets `TCP_NODELAY`; returns whether the transport supports it.
+    fn set_tcp_nodelay(&self, enabled: bool) -> bool;
+    /// Whether the connection is up and not yet closing.
+    fn connected(&self) -> bool;
+    /// Whether `lose_connection` or `abort_connection` was called.
+    fn disconnecting(&self) -> bool;
+    /// Bytes written but not yet handed to the network.
+    fn buffered(&self) -> usize;
+    /// Runs `f` with this connection's protocol after `delay`, unless the connection is lost
+    /// first (then the call is cancelled and `f` dropped without running).
+    fn call_later_scoped(&self, delay: Duration, f: ScopedCall) -> DelayedCall;
+}
+
+/// The handle a protocol uses to talk to its connection (Twisted's `self.transport`).
+///
+/// `Transport::default()` is a detached transport: writes go nowhere and it reports not
+/// connected. It is the placeholder a protocol struct holds until `connection_made`.
+///
+/// Connection-scoped scheduling hands the protocol back as `&mut P`, so timers and Deferred
+/// callbacks need no `Rc<RefCell<Self>>`; they are cancelled when the connection is lost.
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion::protocol::{Protocol, Transport};
+///
+/// #[derive(Default)]
+/// struct Greeter { transport: Transport, greeted: bool }
+///
+/// impl Protocol for Greeter {
+///     fn connection_made(&mut self, transport: &Transport) {
+///         self.transport = transport.clone();
+///         // One second after connecting, greet — if still connected.
+///         transport.call_later(Duration::from_secs(1), |me: &mut Greeter| {
+///             me.transport.write(b"hello\r\n");
+///             me.greeted = true;
+///         });
+///     }
+///     fn data_received(&mut self, _data: &[u8]) {}
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Transport {
+    driver: Rc<dyn TransportDriver>,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Transport::new(Rc::new(Detached))
+    }
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Transport({} -> {}, {})",
+            self.get_host(),
+            self.get_peer(),
+            if self.connected() {
+                "connected"
+            } else {
+                "not connected"
+            }
+        )
+    }
+}
+
+impl Transport {
+    /// Wraps a reactor's driver.
+    pub fn new(driver: Rc<dyn TransportDriver>) -> Self {
+        Transport { driver }
+    }
+
+    /// The driver behind this handle.
+    pub fn driver(&self) -> &Rc<dyn TransportDriver> {
+        &self.driver
+    }
+
+    /// Whether two handles are for the same connection.
+    pub fn ptr_eq(&self, other: &Transport) -> bool {
+        Rc::ptr_eq(&self.driver, &other.driver)
+    }
+
+    /// Buffers `data` for sending (Twisted's `write`).
+    pub fn write(&self, data: impl AsRef<[u8]>) {
+        self.driver.write(data.as_ref());
+    }
+
+    /// Buffers each piece in turn (Twisted's `writeSequence`).
+    pub fn write_sequence(&self, data: &[&[u8]]) {
+        self.driver.write_sequence(data);
+    }
+
+    /// Flushes pending data, then closes (Twisted's `loseConnection`).
+    pub fn lose_connection(&self) {
+        self.driver.lose_connection();
+    }
+
+    /// Closes at once, dropping pending data (Twisted's `abortConnection`).
+    pub fn abort_connection(&self) {
+        self.driver.abort_connection();
+    }
+
+    /// Flushes, then shuts down our write side (Twisted's `loseWriteConnection`).
+    pub fn lose_write_connection(&self) {
+        self.driver.lose_write_connection();
+    }
+
+    /// The far end's address.
+    pub fn get_peer(&self) -> Address {
+        self.driver.get_peer()
+    }
+
+    /// This end's address.
+    pub fn get_host(&self) -> Address {
+        self.driver.get_host()
+    }
+
+    /// Registers a producer (Twisted's `registerProducer`); a second one is an error.
+    pub fn register_producer(&self, producer: Producer) -> Result<(), ProducerError> {
+        self.driver.register_producer(producer)
+    }
+
+    /// Unregisters the producer (Twisted's `unregisterProducer`).
+    pub fn unregister_producer(&self) {
+        self.driver.unregister_producer();
+    }
+
+    /// Stops delivering `data_received` (Twisted's `transport.pauseProducing`).
+    pub fn pause_producing(&self) {
+        self.driver.pause_producing();
+    }
+
+    /// Resumes delivering `data_received`.
+    pub fn resume_producing(&self) {
+        self.driver.resume_producing();
+    }
+
+    /// Twisted's `transport.stopProducing`: closes the connection.
+    pub fn stop_producing(&self) {
+        self.driver.lose_connection();
+    }
+
+    /// Sets `TCP_NODELAY` where supported; returns whether it is.
+    pub fn set_tcp_nodelay(&self, enabled: bool) -> bool {
+        self.driver.set_tcp_nodelay(enabled)
+    }
+
+    /// Whether the connection is up and not closing.
+    pub fn connected(&self) -> bool {
+        self.driver.connected()
+    }
+
+    /// Whether a close has been asked for.
+    pub fn disconnecting(&self) -> bool {
+        self.driver.disconnecting()
+    }
+
+    /// Bytes written but not yet sent.
+    pub fn buffered(&self) -> usize {
+        self.driver.buffered()
+    }
+
+    /// Runs `f` with this connection's protocol, as a `&mut P`, after `delay`; cancelled if the
+    /// connection is lost first. `P` may be the protocol's type or a type it wraps.
+    pub fn call_later<P: Protocol>(
+        &self,
+        delay: Duration,
+        f: impl FnOnce(&mut P) + 'static,
+    ) -> DelayedCall {
+        self.driver.call_later_scoped(
+            delay,
+            Box::new(move |proto: &mut dyn Protocol| {
+                if let Some(p) = find_protocol::<P>(proto) {
+                    f(p);
+                }
+            }),
+        )
+    }
+
+    /// [`call_later`](Self::call_later) with no delay: after whatever is running now.
+    pub fn call_soon<P: Protocol>(&self, f: impl FnOnce(&mut P) + 'static) -> DelayedCall {
+        self.call_later(Duration::ZERO, f)
+    }
+
+    /// When `d` fires, runs `f` with this connection's protocol and the result, on a later
+    /// loop turn (never inside the code that fired `d`). The returned Deferred fires with
+    /// what `f` returns, or fails with [`CancelledError`] if the connection was lost first.
+    ///
+    /// ```
+    /// use torsion::defer::{Deferred, Failure};
+    /// use torsion::protocol::{Protocol, Transport};
+    ///
+    /// #[derive(Default)]
+    /// struct Lookup { transport: Transport }
+    ///
+    /// impl Protocol for Lookup {
+    ///     fn data_received(&mut self, data: &[u8]) {
+    ///         let answer: Deferred<String> = Deferred::new(); // e.g. from a backend
+    ///         self.transport.when_fired(answer, |me: &mut Lookup, r: Result<String, Failure>| {
+    ///             me.transport.write(r.unwrap_or_else(|f| f.to_string()));
+    ///         });
+    ///     }
+    /// }
+    /// ```
+    pub fn when_fired<P: Protocol, T: 'static, U: 'static>(
+        &self,
+        d: Deferred<T>,
+        f: impl FnOnce(&mut P, Result<T, Failure>) -> U + 'static,
+    ) -> Deferred<U> {
+        let out = Deferred::<U>::new();
+        let guard = FireOnDrop(Some(out.clone()));
+        let driver = self.driver.clone();
+        let _handled = d.add_both(move |result: Result<T, Failure>| {
+            let mut guard = guard;
+            driver.call_later_scoped(
+                Duration::ZERO,
+                Box::new(move |proto: &mut dyn Protocol| {
+                    let Some(out) = guard.0.take() else { return };
+                    match find_protocol::<P>(proto) {
+                        Some(p) => {
+                            let _ = out.callback(f(p, result));
+                        }
+                        None => {
+                            let _ = out.errback(TypeMismatch {
+                                expected: std::any::type_name::<P>(),
+                            });
+                        }
+                    }
+                }),
+            );
+            Ok::<(), Failure>(())
+        });
+        out
+    }
+}
+
+/// Fails the Deferred with `CancelledError` if dropped before being taken.
+struct FireOnDrop<U: 'static>(Option<Deferred<U>>);
+
+impl<U: 'static> Drop for FireOnDrop<U> {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            let _ = d.errback(CancelledError);
+        }
+    }
+}
+
+/// The placeholder driver of `Transport::default()`.
+struct Detached;
+
+impl TransportDriver for Detached {
+    fn write(&self, _data: &[u8]) {}
+    fn lose_connection(&self) {}
+    fn abort_connection(&self) {}
+    fn lose_write_connection(&self) {}
+    fn get_peer(&self) -> Address {
+        Address::tcp(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+    fn get_host(&self) -> Address {
+        self.get_peer()
+    }
+    fn register_producer(&self, _producer: Producer) -> Result<(), ProducerError> {
+        Err(ProducerError::Disconnected)
+    }
+    fn unregister_producer(&self) {}
+    fn pause_producing(&self) {}
+    fn resume_producing(&self) {}
+    fn set_tcp_nodelay(&self, _enabled: bool) -> bool {
+        false
+    }
+    fn connected(&self) -> bool {
+        false
+    }
+    fn disconnecting(&self) -> bool {
+        false
+    }
+    fn buffered(&self) -> usize {
+        0
+    }
+    fn call_later_scoped(&self, delay: Duration, f: ScopedCall) -> DelayedCall {
+        // Never runs: there is no connection. Hand back a call that is already cancelled.
+        let call = TimerQueue::new().call_later_boxed(delay, Box::new(move || drop(f)));
+        let _ = call.cancel();
+        call
+    }
+}
