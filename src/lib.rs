@@ -30,6 +30,7 @@
 
 pub mod defer;
 pub mod error;
+pub mod protocol;
 pub mod reactor;
 pub mod testing;
 

@@ -21,8 +21,25 @@
 //!
 //! [`TimerQueue`] implements rules 2 and 3 once, for every driver.
 
+mod core;
+mod random;
+mod tcp;
 mod time;
 mod timer;
+mod udp;
 
+pub use self::core::{
+    Phase, ReactorCore, ReactorCoreExt, ReactorError, SystemEvent, SystemEventTriggers, Trigger,
+    TriggerId,
+};
+pub use random::{ReactorRandom, ReactorRandomExt, SplitMix64};
+pub use tcp::{
+    CannotListenError, ListeningPort, ListeningPortDriver, ReactorTcp, ReactorTcpExt,
+    DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT,
+};
 pub use time::{Instant, ReactorTime, ReactorTimeExt};
 pub use timer::{DelayedCall, TimerQueue};
+pub use udp::{
+    DatagramProtocol, DatagramTransport, DatagramTransportDriver, ReactorUdp, ReactorUdpExt,
+    UdpError, DEFAULT_MAX_PACKET_SIZE,
+};

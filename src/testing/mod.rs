@@ -6,5 +6,7 @@
 //! scheduled for "now" during an advance run after the current one, in order.
 
 mod clock;
+mod iosim;
 
 pub use clock::Clock;
+pub use iosim::{connect, IOPump, CLIENT_ADDRESS, SERVER_ADDRESS};
