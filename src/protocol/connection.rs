@@ -110,6 +110,7 @@ pub struct Connection {
     protocol: RefCell<Option<Box<dyn Protocol>>>,
     state: RefCell<State>,
     made: Cell<bool>,
+    on_lost: RefCell<Option<Box<dyn FnOnce(Failure)>>>,
 }
 
 impl Connection {
@@ -142,6 +143,7 @@ impl Connection {
                 nodelay: false,
             }),
             made: Cell::new(false),
+            on_lost: RefCell::new(None),
         })
     }
 
@@ -223,7 +225,17 @@ impl Connection {
             }
             _ => {}
         }
-        self.dispatch(|p| p.connection_lost(reason));
+        self.dispatch(|p| p.connection_lost(reason.clone()));
+        let on_lost = self.on_lost.borrow_mut().take();
+        if let Some(f) = on_lost {
+            f(reason);
+        }
+    }
+
+    /// Runs `f` with the reason after the protocol's `connection_lost` (drivers use it to
+    /// tell a client factory, `client_connection_lost`, and to count factory users).
+    pub fn set_on_lost(&self, f: impl FnOnce(Failure) + 'static) {
+        *self.on_lost.borrow_mut() = Some(Box::new(f));
     }
 
     /// Whether `connection_lost` has been delivered.

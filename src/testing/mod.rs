@@ -7,6 +7,8 @@
 
 mod clock;
 mod iosim;
+mod memory_reactor;
 
 pub use clock::Clock;
 pub use iosim::{connect, IOPump, CLIENT_ADDRESS, SERVER_ADDRESS};
+pub use memory_reactor::{ConnectRecord, ListenRecord, MemoryReactor};

@@ -1,0 +1,636 @@
+//! `MemoryReactor`: a reactor that records what it is asked to do (Twisted's
+//! `MemoryReactor` / `MemoryReactorClock`), and completes connections on request.
+//!
+//! Listening and connecting only record; a test then completes a pending connection (the
+//! client factory's protocol is joined to the protocol of a factory listening on that port
+//! through an [`IOPump`]) or fails it. Time is a manual [`Clock`]; randomness is a seeded
+//! [`SplitMix64`].
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use crate::defer::{succeed, Deferred, Failure};
+use crate::error::{CancelledError, ConnectionRefused};
+use crate::protocol::{
+    Address, ClientFactory, Connection, Connector, ConnectorDriver, ConnectorState, Factory,
+    FactoryStarts,
+};
+use crate::reactor::{
+    CannotListenError, DatagramProtocol, DatagramTransport, DelayedCall, Instant, ListeningPort,
+    ListeningPortDriver, Phase, ReactorCore, ReactorError, ReactorRandom, ReactorTcp, ReactorTime,
+    ReactorUdp, SplitMix64, SystemEvent, SystemEventTriggers, Trigger, TriggerId,
+};
+use crate::testing::{connect, Clock, IOPump};
+
+/// A recorded `listen_tcp`.
+#[derive(Clone)]
+pub struct ListenRecord {
+    /// The port asked for.
+    pub port: u16,
+    /// The factory.
+    pub factory: Rc<dyn Factory>,
+    /// The backlog asked for.
+    pub backlog: u32,
+    /// The interface asked for.
+    pub interface: String,
+    stopped: Rc<Cell<bool>>,
+}
+
+impl ListenRecord {
+    /// Whether `stop_listening` was called.
+    pub fn stopped(&self) -> bool {
+        self.stopped.get()
+    }
+}
+
+/// A recorded `connect_tcp` (or a `Connector::connect` retry).
+#[derive(Clone)]
+pub struct ConnectRecord {
+    /// The host asked for.
+    pub host: String,
+    /// The port asked for.
+    pub port: u16,
+    /// The factory.
+    pub factory: Rc<dyn ClientFactory>,
+    /// The timeout asked for.
+    pub timeout: Duration,
+    /// The bind address asked for.
+    pub bind_address: Option<SocketAddr>,
+    /// The connector handed back.
+    pub connector: Connector,
+    fake: Rc<FakeConnector>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RunState {
+    NotStarted,
+    Running,
+    Stopped,
+}
+
+struct Inner {
+    clock: Clock,
+    random: SplitMix64,
+    triggers: SystemEventTriggers,
+    state: Cell<RunState>,
+    when_running: RefCell<Vec<Box<dyn FnOnce()>>>,
+    tcp_servers: RefCell<Vec<ListenRecord>>,
+    tcp_clients: RefCell<Vec<ConnectRecord>>,
+    starts: RefCell<FactoryStarts>,
+}
+
+/// A reactor that records listens and connects (Twisted's `MemoryReactorClock`).
+///
+/// ```
+/// use std::rc::Rc;
+/// use torsion::protocol::{ForProtocol, Protocol, Transport};
+/// use torsion::reactor::{ReactorTcpExt};
+/// use torsion::testing::MemoryReactor;
+///
+/// #[derive(Default)]
+/// struct Echo { t: Transport }
+/// impl Protocol for Echo {
+///     fn connection_made(&mut self, t: &Transport) { self.t = t.clone(); }
+///     fn data_received(&mut self, d: &[u8]) { self.t.write(d); }
+/// }
+///
+/// let reactor = MemoryReactor::new();
+/// reactor.listen_tcp(7, ForProtocol::<Echo>::new()).unwrap();
+/// reactor.connect_tcp("10.0.0.1", 7, ForProtocol::<Echo>::new());
+/// assert_eq!(reactor.tcp_servers()[0].port, 7);
+/// let pump = reactor.complete_connection(0).unwrap();
+/// pump.client().transport().write(b"hi");
+/// pump.flush();
+/// ```
+#[derive(Clone)]
+pub struct MemoryReactor {
+    inner: Rc<Inner>,
+}
+
+impl Default for MemoryReactor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryReactor {
+    /// A reactor at time zero with nothing recorded, its random source seeded with 0.
+    pub fn new() -> Self {
+        MemoryReactor {
+            inner: Rc::new(Inner {
+                clock: Clock::new(),
+                random: SplitMix64::new(0),
+                triggers: SystemEventTriggers::new(),
+                state: Cell::new(RunState::NotStarted),
+                when_running: RefCell::new(Vec::new()),
+                tcp_servers: RefCell::new(Vec::new()),
+                tcp_clients: RefCell::new(Vec::new()),
+                starts: RefCell::new(FactoryStarts::new()),
+            }),
+        }
+    }
+
+    /// The clock (advance it to run timers).
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Advances the clock (Twisted's `MemoryReactorClock.advance`).
+    pub fn advance(&self, amount: Duration) {
+        self.inner.clock.advance(amount);
+    }
+
+    /// The recorded `listen_tcp` calls.
+    pub fn tcp_servers(&self) -> Vec<ListenRecord> {
+        self.inner.tcp_servers.borrow().clone()
+    }
+
+    /// The recorded `connect_tcp` calls and connector retries.
+    pub fn tcp_clients(&self) -> Vec<ConnectRecord> {
+        self.inner.tcp_clients.borrow().clone()
+    }
+
+    /// Whether `run` was called and `stop` not yet.
+    pub fn has_run(&self) -> bool {
+        self.inner.state.get() != RunState::NotStarted
+    }
+
+    /// Whether `stop` was called.
+    pub fn has_stopped(&self) -> bool {
+        self.inner.state.get() == RunState::Stopped
+    }
+
+    /// Completes the `index`th recorded connect: joins the client factory's protocol to the
+    /// protocol of the factory listening on that port, and reports the connection to both.
+    /// With no such listener, or a factory that refuses, the client factory hears
+    /// `client_connection_failed(ConnectionRefused)` and `None` is returned.
+    pub fn complete_connection(&self, index: usize) -> Option<IOPump> {
+        let record = self.inner.tcp_clients.borrow().get(index)?.clone();
+        let server_factory = self
+            .inner
+            .tcp_servers
+            .borrow()
+            .iter()
+            .find(|s| s.port == record.port && !s.stopped())
+            .map(|s| s.factory.clone());
+        let refused = || {
+            record.fake.state.set(ConnectorState::Disconnected);
+            let peer = format!("{}:{}", record.host, record.port);
+            record.factory.client_connection_failed(
+                &record.connector,
+                Failure::new(ConnectionRefused { peer }),
+            );
+            None
+        };
+        let Some(server_factory) = server_factory else {
+            return refused();
+        };
+        let server_addr = Address::tcp(parse(crate::testing::SERVER_ADDRESS));
+        let client_addr = Address::tcp(parse(crate::testing::CLIENT_ADDRESS));
+        let Some(server) = server_factory.build_protocol(&client_addr) else {
+            return refused();
+        };
+        let Some(client) = record.factory.build_protocol(&server_addr) else {
+            return refused();
+        };
+        record.fake.state.set(ConnectorState::Connected);
+        let pump = connect(&self.inner.clock, server, client);
+        *record.fake.connection.borrow_mut() = Rc::downgrade(pump.client());
+        let (fake, connector) = (record.fake.clone(), record.connector.clone());
+        pump.client().set_on_lost(move |reason| {
+            fake.state.set(ConnectorState::Disconnected);
+            fake.factory.client_connection_lost(&connector, reason);
+        });
+        Some(pump)
+    }
+
+    /// Fails the `index`th recorded connect with `reason`.
+    pub fn fail_connection(&self, index: usize, reason: Failure) {
+        let record = self.inner.tcp_clients.borrow().get(index).cloned();
+        if let Some(record) = record {
+            record.fake.state.set(ConnectorState::Disconnected);
+            record
+                .factory
+                .client_connection_failed(&record.connector, reason);
+        }
+    }
+
+    fn record_connect(&self, record: ConnectRecord) {
+        self.inner.tcp_clients.borrow_mut().push(record.clone());
+        record.factory.started_connecting(&record.connector);
+    }
+}
+
+fn parse(s: &str) -> SocketAddr {
+    // Only called with the module's constant, valid addresses.
+    s.parse()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+struct FakeConnector {
+    me: Weak<FakeConnector>,
+    reactor: Weak<Inner>,
+    host: String,
+    port: u16,
+    factory: Rc<dyn ClientFactory>,
+    timeout: Duration,
+    bind_address: Option<SocketAddr>,
+    state: Cell<ConnectorState>,
+    connection: RefCell<Weak<Connection>>,
+}
+
+impl FakeConnector {
+    fn handle(&self) -> Option<Connector> {
+        self.me
+            .upgrade()
+            .map(|me| Connector::new(me as Rc<dyn ConnectorDriver>))
+    }
+
+    fn record(&self) -> Option<ConnectRecord> {
+        Some(ConnectRecord {
+            host: self.host.clone(),
+            port: self.port,
+            factory: self.factory.clone(),
+            timeout: self.timeout,
+            bind_address: self.bind_address,
+            connector: self.handle()?,
+            fake: self.me.upgrade()?,
+        })
+    }
+}
+
+impl ConnectorDriver for FakeConnector {
+    fn connect(&self) {
+        self.state.set(ConnectorState::Connecting);
+        if let (Some(inner), Some(record)) = (self.reactor.upgrade(), self.record()) {
+            MemoryReactor { inner }.record_connect(record);
+        }
+    }
+
+    fn stop_connecting(&self) {
+        if self.state.get() != ConnectorState::Connecting {
+            return;
+        }
+        self.state.set(ConnectorState::Disconnected);
+        if let Some(c) = self.handle() {
+            self.factory
+                .client_connection_failed(&c, Failure::new(CancelledError));
+        }
+    }
+
+    fn disconnect(&self) {
+        match self.state.get() {
+            ConnectorState::Connecting => self.stop_connecting(),
+            ConnectorState::Connected => {
+                if let Some(conn) = self.connection.borrow().upgrade() {
+                    conn.transport().lose_connection();
+                }
+            }
+            ConnectorState::Disconnected => {}
+        }
+    }
+
+    fn get_destination(&self) -> Address {
+        let addr = format!("{}:{}", self.host, self.port)
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], self.port)));
+        Address::tcp(addr)
+    }
+
+    fn state(&self) -> ConnectorState {
+        self.state.get()
+    }
+}
+
+struct FakePort {
+    host: Address,
+    stopped: Rc<Cell<bool>>,
+    factory: Rc<dyn Factory>,
+    reactor: Weak<Inner>,
+}
+
+impl ListeningPortDriver for FakePort {
+    fn stop_listening(&self) -> Deferred<()> {
+        if !self.stopped.replace(true) {
+            if let Some(inner) = self.reactor.upgrade() {
+                inner.starts.borrow_mut().do_stop(&self.factory);
+            }
+        }
+        succeed(())
+    }
+
+    fn get_host(&self) -> Address {
+        self.host
+    }
+}
+
+impl ReactorTime for MemoryReactor {
+    fn seconds(&self) -> Instant {
+        self.inner.clock.seconds()
+    }
+
+    fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
+        self.inner.clock.call_later_boxed(delay, f)
+    }
+}
+
+impl ReactorRandom for MemoryReactor {
+    fn next_u64(&self) -> u64 {
+        self.inner.random.next_u64()
+    }
+}
+
+impl ReactorCore for MemoryReactor {
+    fn run(&self) -> Result<(), ReactorError> {
+        match self.inner.state.get() {
+            RunState::Running => return Err(ReactorError::AlreadyRunning),
+            RunState::Stopped => return Err(ReactorError::NotRestartable),
+            RunState::NotStarted => {}
+        }
+        self.inner.state.set(RunState::Running);
+        let _ = self.inner.triggers.fire(SystemEvent::Startup);
+        let hooks = std::mem::take(&mut *self.inner.when_running.borrow_mut());
+        for f in hooks {
+            f();
+        }
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), ReactorError> {
+        if self.inner.state.get() != RunState::Running {
+            return Err(ReactorError::NotRunning);
+        }
+        self.inner.state.set(RunState::Stopped);
+        let _ = self.inner.triggers.fire(SystemEvent::Shutdown);
+        Ok(())
+    }
+
+    fn running(&self) -> bool {
+        self.inner.state.get() == RunState::Running
+    }
+
+    fn call_when_running_boxed(&self, f: Box<dyn FnOnce()>) {
+        if self.running() {
+            f();
+        } else {
+            self.inner.when_running.borrow_mut().push(f);
+        }
+    }
+
+    fn add_system_event_trigger_boxed(
+        &self,
+        phase: Phase,
+        event: SystemEvent,
+        f: Trigger,
+    ) -> TriggerId {
+        self.inner.triggers.add(phase, event, f)
+    }
+
+    fn remove_system_event_trigger(&self, id: TriggerId) -> bool {
+        self.inner.triggers.remove(id)
+    }
+}
+
+impl ReactorTcp for MemoryReactor {
+    fn listen_tcp_with(
+        &self,
+        port: u16,
+        factory: Rc<dyn Factory>,
+        backlog: u32,
+        interface: &str,
+    ) -> Result<ListeningPort, CannotListenError> {
+        let taken = self
+            .inner
+            .tcp_servers
+            .borrow()
+            .iter()
+            .any(|s| s.port == port && port != 0 && !s.stopped());
+        if taken {
+            return Err(CannotListenError {
+                interface: interface.to_string(),
+                port,
+                reason: "address already in use".into(),
+            });
+        }
+        let stopped = Rc::new(Cell::new(false));
+        self.inner.starts.borrow_mut().do_start(&factory);
+        let record = ListenRecord {
+            port,
+            factory: factory.clone(),
+            backlog,
+            interface: interface.to_string(),
+            stopped: stopped.clone(),
+        };
+        self.inner.tcp_servers.borrow_mut().push(record);
+        let host = Address::tcp(SocketAddr::from(([0, 0, 0, 0], port)));
+        Ok(ListeningPort::new(Rc::new(FakePort {
+            host,
+            stopped,
+            factory,
+            reactor: Rc::downgrade(&self.inner),
+        })))
+    }
+
+    fn connect_tcp_with(
+        &self,
+        host: &str,
+        port: u16,
+        factory: Rc<dyn ClientFactory>,
+        timeout: Duration,
+        bind_address: Option<SocketAddr>,
+    ) -> Connector {
+        let fake = Rc::new_cyclic(|me| FakeConnector {
+            me: me.clone(),
+            reactor: Rc::downgrade(&self.inner),
+            host: host.to_string(),
+            port,
+            factory,
+            timeout,
+            bind_address,
+            state: Cell::new(ConnectorState::Connecting),
+            connection: RefCell::new(Weak::new()),
+        });
+        let connector = Connector::new(fake.clone() as Rc<dyn ConnectorDriver>);
+        if let Some(record) = fake.record() {
+            self.record_connect(record);
+        }
+        connector
+    }
+}
+
+impl ReactorUdp for MemoryReactor {
+    fn listen_udp_with(
+        &self,
+        port: u16,
+        protocol: Box<dyn DatagramProtocol>,
+        interface: &str,
+        max_packet_size: usize,
+    ) -> Result<DatagramTransport, CannotListenError> {
+        let _ = (port, protocol, interface, max_packet_size);
+        Err(CannotListenError {
+            interface: interface.to_string(),
+            port,
+            reason: "MemoryReactor does not simulate UDP; use torsion-sim".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Protocol, Transport};
+    use crate::reactor::{ReactorCoreExt, ReactorTcpExt};
+
+    type Log = Rc<RefCell<Vec<String>>>;
+
+    #[derive(Default)]
+    struct Echo {
+        t: Transport,
+    }
+    impl Protocol for Echo {
+        fn connection_made(&mut self, t: &Transport) {
+            self.t = t.clone();
+        }
+        fn data_received(&mut self, d: &[u8]) {
+            self.t.write(d);
+        }
+    }
+
+    struct Client {
+        log: Log,
+    }
+    impl Factory for Client {
+        fn build_protocol(&self, _addr: &Address) -> Option<Box<dyn Protocol>> {
+            Some(Box::new(Echo::default()))
+        }
+        fn start_factory(&self) {
+            self.log.borrow_mut().push("start".into());
+        }
+        fn stop_factory(&self) {
+            self.log.borrow_mut().push("stop".into());
+        }
+    }
+    impl ClientFactory for Client {
+        fn started_connecting(&self, _c: &Connector) {
+            self.log.borrow_mut().push("connecting".into());
+        }
+        fn client_connection_failed(&self, _c: &Connector, reason: Failure) {
+            self.log.borrow_mut().push(format!("failed: {reason}"));
+        }
+        fn client_connection_lost(&self, _c: &Connector, reason: Failure) {
+            self.log.borrow_mut().push(format!("lost: {reason}"));
+        }
+    }
+
+    fn client(log: &Log) -> Rc<Client> {
+        Rc::new(Client { log: log.clone() })
+    }
+
+    #[test]
+    fn test_listen_and_connect_are_recorded() {
+        let r = MemoryReactor::new();
+        let log = Log::default();
+        let port = r.listen_tcp_with(80, client(&log), 5, "127.0.0.1").unwrap();
+        assert_eq!(port.get_host().port(), 80);
+        let c = r.connect_tcp("example.invalid", 80, client(&log));
+        let servers = r.tcp_servers();
+        assert_eq!((servers[0].port, servers[0].backlog), (80, 5));
+        assert_eq!(servers[0].interface, "127.0.0.1");
+        let clients = r.tcp_clients();
+        assert_eq!(
+            (clients[0].host.as_str(), clients[0].port),
+            ("example.invalid", 80)
+        );
+        assert_eq!(c.state(), ConnectorState::Connecting);
+        assert!(r.listen_tcp(80, client(&log)).is_err(), "port in use");
+    }
+
+    #[test]
+    fn test_complete_connection_joins_to_listener_and_reports_loss() {
+        let r = MemoryReactor::new();
+        let log = Log::default();
+        r.listen_tcp(7, client(&Log::default())).unwrap();
+        let c = r.connect_tcp("10.0.0.1", 7, client(&log));
+        let pump = r.complete_connection(0).unwrap();
+        assert_eq!(c.state(), ConnectorState::Connected);
+        pump.client().transport().write(b"abc");
+        pump.flush();
+        c.disconnect();
+        pump.flush();
+        assert_eq!(c.state(), ConnectorState::Disconnected);
+        assert_eq!(
+            *log.borrow(),
+            vec!["connecting", "lost: connection was closed cleanly"]
+        );
+    }
+
+    #[test]
+    fn test_connection_without_listener_is_refused() {
+        let r = MemoryReactor::new();
+        let log = Log::default();
+        r.connect_tcp("10.0.0.9", 9, client(&log));
+        assert!(r.complete_connection(0).is_none());
+        assert_eq!(
+            log.borrow()[1],
+            "failed: connection was refused by 10.0.0.9:9"
+        );
+    }
+
+    #[test]
+    fn test_fail_connection_and_retry_through_connector() {
+        let r = MemoryReactor::new();
+        let log = Log::default();
+        let c = r.connect_tcp("10.0.0.9", 9, client(&log));
+        r.fail_connection(0, Failure::msg("unreachable"));
+        c.connect();
+        assert_eq!(r.tcp_clients().len(), 2);
+        c.stop_connecting();
+        assert_eq!(
+            *log.borrow(),
+            vec![
+                "connecting",
+                "failed: unreachable",
+                "connecting",
+                "failed: the Deferred was cancelled"
+            ]
+        );
+    }
+
+    #[test]
+    fn test_factory_start_and_stop_are_counted_across_ports() {
+        let r = MemoryReactor::new();
+        let log = Log::default();
+        let f = client(&log);
+        let a = r.listen_tcp(1, f.clone()).unwrap();
+        let b = r.listen_tcp(2, f.clone()).unwrap();
+        assert_eq!(*log.borrow(), vec!["start"]);
+        assert!(a.stop_listening().called());
+        assert_eq!(*log.borrow(), vec!["start"]);
+        let _ = b.stop_listening();
+        let _ = b.stop_listening(); // twice is harmless
+        assert_eq!(*log.borrow(), vec!["start", "stop"]);
+    }
+
+    #[test]
+    fn test_run_stop_and_triggers() {
+        let r = MemoryReactor::new();
+        let log = Log::default();
+        assert_eq!(r.stop(), Err(ReactorError::NotRunning));
+        let l = log.clone();
+        r.call_when_running(move || l.borrow_mut().push("running".into()));
+        let l = log.clone();
+        r.add_system_event_trigger(Phase::Before, SystemEvent::Shutdown, move || {
+            l.borrow_mut().push("before shutdown".into())
+        });
+        r.run().unwrap();
+        assert_eq!(r.run(), Err(ReactorError::AlreadyRunning));
+        let l = log.clone();
+        r.call_when_running(move || l.borrow_mut().push("now".into()));
+        r.stop().unwrap();
+        assert_eq!(r.run(), Err(ReactorError::NotRestartable));
+        assert_eq!(*log.borrow(), vec!["running", "now", "before shutdown"]);
+        assert!(r.has_run() && r.has_stopped());
+    }
+}
