@@ -58,7 +58,7 @@ impl Ord for HeapItem {
 
 struct Inner {
     now: Cell<Instant>,
-    next_seq: Cell<u64>,
+    next_seq: Rc<Cell<u64>>,
     active: Cell<usize>,
     heap: RefCell<BinaryHeap<HeapItem>>,
 }
@@ -105,10 +105,17 @@ impl Default for TimerQueue {
 impl TimerQueue {
     /// An empty queue whose clock reads [`Instant::ZERO`].
     pub fn new() -> Self {
+        Self::with_sequence(Rc::new(Cell::new(0)))
+    }
+
+    /// An empty queue that draws sequence numbers from `seq`, shared with other queues, so
+    /// that calls on different queues (the simulator's hosts) have one first-in, first-out
+    /// order among themselves.
+    pub fn with_sequence(seq: Rc<Cell<u64>>) -> Self {
         TimerQueue {
             inner: Rc::new(Inner {
                 now: Cell::new(Instant::ZERO),
-                next_seq: Cell::new(0),
+                next_seq: seq,
                 active: Cell::new(0),
                 heap: RefCell::new(BinaryHeap::new()),
             }),
@@ -132,12 +139,18 @@ impl TimerQueue {
 
     /// Schedules a boxed `f` for `now + delay`.
     pub fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
+        self.call_at_boxed(self.now() + delay, f)
+    }
+
+    /// Schedules a boxed `f` for the absolute time `at` (the past means "now").
+    pub fn call_at_boxed(&self, at: Instant, f: Box<dyn FnOnce()>) -> DelayedCall {
+        let at = at.max(self.now());
         let entry = Rc::new(Entry {
             time: Cell::new(Instant::ZERO),
             seq: Cell::new(0),
             state: RefCell::new(CallState::Pending(f)),
         });
-        self.inner.push(&entry, self.now() + delay);
+        self.inner.push(&entry, at);
         self.inner.active.set(self.inner.active.get() + 1);
         DelayedCall {
             entry,
@@ -162,6 +175,16 @@ impl TimerQueue {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.discard_stale();
         self.inner.heap.borrow().peek().map(|item| item.time)
+    }
+
+    /// The earliest pending call's (deadline, sequence number).
+    pub fn next_key(&self) -> Option<(Instant, u64)> {
+        self.discard_stale();
+        self.inner
+            .heap
+            .borrow()
+            .peek()
+            .map(|item| (item.time, item.seq))
     }
 
     /// Removes and returns the earliest pending call if its deadline is at or before `limit`,

@@ -1,0 +1,333 @@
+//! Traces: every event of a run as a structured record, a stable text rendering of it, and a
+//! running hash.
+//!
+//! While exploring, only the hash is kept (it costs a few nanoseconds per event); a failing
+//! seed is re-run with the full trace. The rendering uses integer nanoseconds and escaped
+//! byte previews, so it is byte-for-byte stable across machines and is what `insta`
+//! snapshots. Two runs with the same hash had the same events in the same order: that is the
+//! determinism check.
+
+use std::fmt::{self, Write as _};
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A host started listening.
+    Listen {
+        /// The port.
+        port: u16,
+    },
+    /// A host started connecting.
+    Connect {
+        /// Destination `host:port` as given.
+        to: String,
+    },
+    /// A listener accepted a connection.
+    Accept {
+        /// The peer's address.
+        peer: String,
+    },
+    /// A connection attempt failed.
+    ConnectFailed {
+        /// Why.
+        reason: String,
+    },
+    /// `connection_made` was called.
+    Made,
+    /// A segment left (bytes, preview).
+    Send(usize, String),
+    /// Bytes were delivered to a protocol (count, preview).
+    Recv(usize, String),
+    /// The write side closed (FIN sent).
+    Fin,
+    /// A reset was sent.
+    Rst,
+    /// `connection_lost` was called.
+    Lost {
+        /// The reason.
+        reason: String,
+    },
+    /// A reactor-level delayed call ran.
+    Timer,
+    /// A fault was injected.
+    Fault {
+        /// Which and where.
+        what: String,
+    },
+    /// The host crashed.
+    Crash,
+    /// The host restarted.
+    Restart,
+    /// A Deferred failed and nobody handled it.
+    Unhandled {
+        /// The failure.
+        failure: String,
+    },
+    /// User code panicked.
+    Panic {
+        /// The panic message.
+        message: String,
+    },
+    /// A line logged by the test or the protocol (`Host::log`).
+    Log {
+        /// The text.
+        text: String,
+    },
+    /// A check failed (invariant, deadline, dirty end).
+    CheckFailed {
+        /// What.
+        what: String,
+    },
+}
+
+/// One trace record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Simulated time, nanoseconds since the start of the run.
+    pub time: u64,
+    /// The host it happened on (index into the run's hosts), if any.
+    pub host: Option<usize>,
+    /// The connection id, if any.
+    pub conn: Option<u64>,
+    /// What happened.
+    pub kind: Kind,
+}
+
+/// The trace of a run: a running hash, and the events themselves when asked for.
+#[derive(Clone, Debug, Default)]
+pub struct Trace {
+    hash: u64,
+    count: u64,
+    events: Option<Vec<Event>>,
+    hosts: Vec<String>,
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+impl Trace {
+    /// An empty trace; `full` keeps every event, otherwise only the hash.
+    pub fn new(full: bool) -> Self {
+        Trace {
+            hash: FNV_OFFSET,
+            count: 0,
+            events: full.then(Vec::new),
+            hosts: Vec::new(),
+        }
+    }
+
+    /// Names a host index (for rendering).
+    pub fn name_host(&mut self, index: usize, name: &str) {
+        if self.hosts.len() <= index {
+            self.hosts.resize(index + 1, String::new());
+        }
+        self.hosts[index] = name.to_string();
+    }
+
+    /// Whether events are kept.
+    pub fn is_full(&self) -> bool {
+        self.events.is_some()
+    }
+
+    /// Adds an event.
+    pub fn push(&mut self, event: Event) {
+        self.count += 1;
+        let mut h = fnv(self.hash, &event.time.to_le_bytes());
+        h = fnv(h, &event.host.map_or(u64::MAX, |x| x as u64).to_le_bytes());
+        h = fnv(h, &event.conn.unwrap_or(u64::MAX).to_le_bytes());
+        h = hash_kind(h, &event.kind);
+        self.hash = h;
+        if let Some(events) = &mut self.events {
+            events.push(event);
+        }
+    }
+
+    /// The running hash of every event so far.
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// How many events there were.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether there were none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The kept events (empty unless the trace is full).
+    pub fn events(&self) -> &[Event] {
+        self.events.as_deref().unwrap_or(&[])
+    }
+
+    /// Renders one event as a line.
+    pub fn render_event(&self, e: &Event) -> String {
+        let host = e
+            .host
+            .map(|i| {
+                self.hosts
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("h{i}"))
+            })
+            .unwrap_or_else(|| "-".into());
+        let conn = e
+            .conn
+            .map(|c| format!("c{c}"))
+            .unwrap_or_else(|| "-".into());
+        format!(
+            "{:>4}.{:09} {:<10} {:<4} {}",
+            e.time / 1_000_000_000,
+            e.time % 1_000_000_000,
+            host,
+            conn,
+            e.kind
+        )
+    }
+
+    /// The whole trace as text, one event per line (what `insta` snapshots).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for e in self.events() {
+            out.push_str(&self.render_event(e));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn hash_kind(h: u64, k: &Kind) -> u64 {
+    let (tag, n, s): (u8, u64, &str) = match k {
+        Kind::Listen { port } => (1, u64::from(*port), ""),
+        Kind::Connect { to } => (2, 0, to),
+        Kind::Accept { peer } => (3, 0, peer),
+        Kind::ConnectFailed { reason } => (4, 0, reason),
+        Kind::Made => (5, 0, ""),
+        Kind::Send(n, p) => (6, *n as u64, p),
+        Kind::Recv(n, p) => (7, *n as u64, p),
+        Kind::Fin => (8, 0, ""),
+        Kind::Rst => (9, 0, ""),
+        Kind::Lost { reason } => (10, 0, reason),
+        Kind::Timer => (11, 0, ""),
+        Kind::Fault { what } => (12, 0, what),
+        Kind::Crash => (13, 0, ""),
+        Kind::Restart => (14, 0, ""),
+        Kind::Unhandled { failure } => (15, 0, failure),
+        Kind::Panic { message } => (16, 0, message),
+        Kind::Log { text } => (17, 0, text),
+        Kind::CheckFailed { what } => (18, 0, what),
+    };
+    let h = fnv(h, &[tag]);
+    let h = fnv(h, &n.to_le_bytes());
+    fnv(h, s.as_bytes())
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kind::Listen { port } => write!(f, "listen :{port}"),
+            Kind::Connect { to } => write!(f, "connect {to}"),
+            Kind::Accept { peer } => write!(f, "accept from {peer}"),
+            Kind::ConnectFailed { reason } => write!(f, "connect failed: {reason}"),
+            Kind::Made => write!(f, "connection made"),
+            Kind::Send(n, p) => write!(f, "send {n}B {p}"),
+            Kind::Recv(n, p) => write!(f, "recv {n}B {p}"),
+            Kind::Fin => write!(f, "fin"),
+            Kind::Rst => write!(f, "rst"),
+            Kind::Lost { reason } => write!(f, "connection lost: {reason}"),
+            Kind::Timer => write!(f, "timer"),
+            Kind::Fault { what } => write!(f, "FAULT {what}"),
+            Kind::Crash => write!(f, "CRASH"),
+            Kind::Restart => write!(f, "restart"),
+            Kind::Unhandled { failure } => write!(f, "UNHANDLED {failure}"),
+            Kind::Panic { message } => write!(f, "PANIC {message}"),
+            Kind::Log { text } => write!(f, "log {text}"),
+            Kind::CheckFailed { what } => write!(f, "CHECK FAILED {what}"),
+        }
+    }
+}
+
+/// The first `max` bytes of `data`, escaped and quoted: `"GET /\r\n"...`.
+pub fn preview(data: &[u8], max: usize) -> String {
+    let mut s = String::with_capacity(max.min(data.len()) + 8);
+    s.push('"');
+    for &b in data.iter().take(max) {
+        match b {
+            b'\\' => s.push_str("\\\\"),
+            b'"' => s.push_str("\\\""),
+            b'\n' => s.push_str("\\n"),
+            b'\r' => s.push_str("\\r"),
+            b'\t' => s.push_str("\\t"),
+            0x20..=0x7e => s.push(b as char),
+            _ => {
+                let _ = write!(s, "\\x{b:02x}");
+            }
+        }
+    }
+    s.push('"');
+    if data.len() > max {
+        s.push_str("...");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(time: u64, kind: Kind) -> Event {
+        Event {
+            time,
+            host: Some(0),
+            conn: Some(1),
+            kind,
+        }
+    }
+
+    #[test]
+    fn rendering_is_stable_integer_nanoseconds() {
+        let mut t = Trace::new(true);
+        t.name_host(0, "server");
+        t.push(ev(1_500_000_001, Kind::Recv(5, preview(b"hi\r\n\x00", 16))));
+        assert_eq!(
+            t.render(),
+            "   1.500000001 server     c1   recv 5B \"hi\\r\\n\\x00\"\n"
+        );
+    }
+
+    #[test]
+    fn hash_depends_on_every_field_and_order() {
+        let run = |events: &[Event]| {
+            let mut t = Trace::new(false);
+            for e in events {
+                t.push(e.clone());
+            }
+            t.hash()
+        };
+        let a = ev(1, Kind::Made);
+        let b = ev(2, Kind::Fin);
+        assert_eq!(run(&[a.clone(), b.clone()]), run(&[a.clone(), b.clone()]));
+        assert_ne!(run(&[a.clone(), b.clone()]), run(&[b.clone(), a.clone()]));
+        assert_ne!(run(&[ev(1, Kind::Made)]), run(&[ev(2, Kind::Made)]));
+        assert_ne!(
+            run(&[ev(1, Kind::Send(3, "a".into()))]),
+            run(&[ev(1, Kind::Send(3, "b".into()))])
+        );
+    }
+
+    #[test]
+    fn preview_truncates_and_escapes() {
+        assert_eq!(preview(b"abcdef", 3), "\"abc\"...");
+        assert_eq!(preview(b"a\"\\", 10), "\"a\\\"\\\\\"");
+    }
+}
