@@ -6,7 +6,15 @@
 #![deny(missing_docs)]
 
 pub mod decide;
+pub mod faults;
+mod host;
+mod net;
 pub mod trace;
+mod udp;
+mod world;
 
 pub use decide::Decisions;
+pub use faults::{Crash, Faults, Partition};
+pub use host::Host;
 pub use trace::{Event, Kind, Trace};
+pub use world::{Config, Sim, SimBuilder, SimError, Stop};

@@ -1,0 +1,175 @@
+//! Faults: what can go wrong in a run, as rules the network and the world apply.
+//!
+//! Probabilistic faults (a reset on a segment, a refused connect, a latency spike) are
+//! decided per event through the decision source, where "no fault" is choice 0, so shrinking
+//! a failing run removes the faults it did not need. Scheduled faults (partitions, crashes)
+//! are drawn up front, also through the decision source, in swarm mode.
+//!
+//! Swarm testing (as in TigerBeetle's VOPR): each seed draws its own fault mix — some seeds
+//! have no resets and many partitions, others the reverse — because a uniform mix hides the
+//! bugs that need one fault to be frequent and another absent. The mix is printed with the
+//! seed ([`Faults::describe`]).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::decide::Decisions;
+
+/// A scheduled partition between two hosts (by index).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    /// When it starts, from the start of the run.
+    pub at: Duration,
+    /// How long it lasts.
+    pub duration: Duration,
+    /// One side.
+    pub a: usize,
+    /// The other side.
+    pub b: usize,
+    /// Only `a` to `b` is cut (otherwise both directions).
+    pub one_way: bool,
+}
+
+/// A scheduled crash of a host, and its restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Crash {
+    /// When, from the start of the run.
+    pub at: Duration,
+    /// Which host (index).
+    pub host: usize,
+    /// Restart after this long (`None`: stays down).
+    pub restart_after: Option<Duration>,
+}
+
+/// The faults of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Per data segment, in millionths: the connection is reset.
+    pub reset_ppm: u32,
+    /// Per connection attempt, in millionths: refused.
+    pub refuse_ppm: u32,
+    /// Per segment, in millionths: an extra delay of up to `spike`.
+    pub spike_ppm: u32,
+    /// The largest latency spike.
+    pub spike: Duration,
+    /// Scheduled partitions.
+    pub partitions: Vec<Partition>,
+    /// Scheduled crashes.
+    pub crashes: Vec<Crash>,
+    /// Largest per-host clock drift, in millionths (each host draws its own in `0..=max`).
+    pub drift_ppm_max: u32,
+}
+
+impl Faults {
+    /// No faults.
+    pub fn none() -> Self {
+        Faults::default()
+    }
+
+    /// Whether there are no faults at all.
+    pub fn is_none(&self) -> bool {
+        *self == Faults::default()
+    }
+
+    /// Draws a fault mix for a run over `hosts` hosts lasting about `horizon`, from the
+    /// decision source (choice 0 everywhere gives no faults). Host 0 is taken to be a server
+    /// and is never crashed for good.
+    pub fn swarm(d: &mut Decisions, hosts: usize, horizon: Duration) -> Self {
+        const RATES: [u32; 4] = [0, 200, 2_000, 20_000];
+        let mut f = Faults {
+            reset_ppm: RATES[d.choose(4) as usize],
+            refuse_ppm: RATES[d.choose(4) as usize] * 5,
+            spike_ppm: RATES[d.choose(4) as usize] * 5,
+            spike: Duration::from_millis(d.range(0, 500)),
+            drift_ppm_max: [0, 100, 1_000][d.choose(3) as usize],
+            ..Faults::default()
+        };
+        let horizon_ms = horizon.as_millis().max(1) as u64;
+        if hosts >= 2 {
+            for _ in 0..d.choose(4) {
+                let a = d.choose(hosts as u64) as usize;
+                let b = (a + 1 + d.choose(hosts as u64 - 1) as usize) % hosts;
+                f.partitions.push(Partition {
+                    at: Duration::from_millis(d.range(0, horizon_ms)),
+                    duration: Duration::from_millis(d.range(10, horizon_ms / 4 + 10)),
+                    a,
+                    b,
+                    one_way: d.choose(2) == 1,
+                });
+            }
+            for _ in 0..d.choose(3) {
+                f.crashes.push(Crash {
+                    at: Duration::from_millis(d.range(0, horizon_ms)),
+                    host: d.choose(hosts as u64) as usize,
+                    restart_after: Some(Duration::from_millis(d.range(10, horizon_ms / 4 + 10))),
+                });
+            }
+        }
+        f
+    }
+
+    /// A one-line description, printed with a failing seed.
+    pub fn describe(&self, host_names: &[String]) -> String {
+        if self.is_none() {
+            return "no faults".into();
+        }
+        let name = |i: usize| {
+            host_names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("h{i}"))
+        };
+        let mut s = format!(
+            "reset {}ppm, refuse {}ppm, spike {}ppm up to {:?}, drift up to {}ppm",
+            self.reset_ppm, self.refuse_ppm, self.spike_ppm, self.spike, self.drift_ppm_max
+        );
+        for p in &self.partitions {
+            let arrow = if p.one_way { "->" } else { "<->" };
+            let _ = write!(
+                s,
+                "; partition {}{arrow}{} at {:?} for {:?}",
+                name(p.a),
+                name(p.b),
+                p.at,
+                p.duration
+            );
+        }
+        for c in &self.crashes {
+            let _ = write!(s, "; crash {} at {:?}", name(c.host), c.at);
+            if let Some(r) = c.restart_after {
+                let _ = write!(s, " restart after {r:?}");
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swarm_with_all_zero_choices_is_no_faults() {
+        let mut d = Decisions::replay(vec![]);
+        let f = Faults::swarm(&mut d, 5, Duration::from_secs(10));
+        assert!(f.is_none(), "{f:?}");
+        assert_eq!(f.describe(&[]), "no faults");
+    }
+
+    #[test]
+    fn swarm_mixes_differ_across_seeds_and_stay_in_range() {
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..50 {
+            let mut d = Decisions::seeded(seed);
+            let f = Faults::swarm(&mut d, 4, Duration::from_secs(10));
+            for p in &f.partitions {
+                assert!(p.a < 4 && p.b < 4 && p.a != p.b);
+            }
+            for c in &f.crashes {
+                assert!(c.host < 4);
+            }
+            seen.insert(f.describe(&[]));
+        }
+        assert!(seen.len() > 40, "mixes should vary: {}", seen.len());
+    }
+}

@@ -1,0 +1,442 @@
+//! A simulated host: one reactor, implementing every engine trait, on the world's clock and
+//! network. User code cannot tell it from the real reactor.
+//!
+//! Each host has its own timer queue in its own time (a host's clock may drift from the
+//! world's); the world converts between the two when it looks for the next event. A host can
+//! crash (its connections vanish without a word to the peers, its timers and listeners are
+//! dropped, its protocols' state is lost) and restart (its startup closure runs again, as a
+//! rebooted process would).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use torsion::defer::{succeed, Deferred};
+use torsion::protocol::{Address, ClientFactory, Connector, Factory, FactoryStarts};
+use torsion::reactor::{
+    CannotListenError, DatagramProtocol, DatagramTransport, DelayedCall, Instant, ListeningPort,
+    ListeningPortDriver, Phase, ReactorCore, ReactorError, ReactorRandom, ReactorTcp, ReactorTime,
+    ReactorUdp, SystemEvent, SystemEventTriggers, TimerQueue, Trigger, TriggerId,
+};
+
+use crate::net::{self, SimConn};
+use crate::trace::Kind;
+use crate::world::World;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RunState {
+    Running,
+    Stopped,
+}
+
+pub(crate) struct Listener {
+    pub(crate) factory: Rc<dyn Factory>,
+}
+
+pub(crate) struct HostState {
+    me: Weak<HostState>,
+    pub(crate) index: usize,
+    name: String,
+    pub(crate) ip: Ipv4Addr,
+    pub(crate) world: Weak<World>,
+    queue: TimerQueue,
+    drift_ppm: u64,
+    pub(crate) up: Cell<bool>,
+    pub(crate) incarnation: Cell<u32>,
+    run_state: Cell<RunState>,
+    triggers: RefCell<SystemEventTriggers>,
+    pub(crate) listeners: RefCell<BTreeMap<u16, Listener>>,
+    pub(crate) conns: RefCell<BTreeMap<u64, Rc<SimConn>>>,
+    pub(crate) starts: RefCell<FactoryStarts>,
+    next_port: Cell<u16>,
+    startup: RefCell<Option<Rc<dyn Fn(&Host)>>>,
+}
+
+impl HostState {
+    pub(crate) fn new(world: &Rc<World>, index: usize, name: &str) -> Rc<HostState> {
+        let drift_ppm = {
+            let max = u64::from(world.cfg.faults.drift_ppm_max);
+            if max == 0 {
+                0
+            } else {
+                world.decide.borrow_mut().range(0, max)
+            }
+        };
+        let ip = Ipv4Addr::new(10, 0, (index / 250) as u8, (index % 250 + 1) as u8);
+        Rc::new_cyclic(|me| HostState {
+            me: me.clone(),
+            index,
+            name: name.to_string(),
+            ip,
+            world: Rc::downgrade(world),
+            queue: TimerQueue::with_sequence(world.seq.clone()),
+            drift_ppm,
+            up: Cell::new(true),
+            incarnation: Cell::new(0),
+            run_state: Cell::new(RunState::Running),
+            triggers: RefCell::new(SystemEventTriggers::new()),
+            listeners: RefCell::new(BTreeMap::new()),
+            conns: RefCell::new(BTreeMap::new()),
+            starts: RefCell::new(FactoryStarts::new()),
+            next_port: Cell::new(32768),
+            startup: RefCell::new(None),
+        })
+    }
+
+    pub(crate) fn world(&self) -> Option<Rc<World>> {
+        self.world.upgrade()
+    }
+
+    /// Host time for a global time (the host's clock runs `drift_ppm` millionths fast).
+    fn host_time(&self, global: u64) -> u64 {
+        if self.drift_ppm == 0 {
+            return global;
+        }
+        let extra = (u128::from(global) * u128::from(self.drift_ppm) / 1_000_000) as u64;
+        global.saturating_add(extra)
+    }
+
+    /// The first global time at which the host clock reads at least `host`.
+    fn global_time(&self, host: u64) -> u64 {
+        if self.drift_ppm == 0 {
+            return host;
+        }
+        let den = 1_000_000 + u128::from(self.drift_ppm);
+        let g = (u128::from(host) * 1_000_000).div_ceil(den) as u64;
+        // Rounding: step forward until the host clock has reached `host`.
+        if self.host_time(g) >= host {
+            g
+        } else {
+            g + 1
+        }
+    }
+
+    /// Brings the queue's clock to the world's present (user code on another host may
+    /// schedule here).
+    fn sync(&self) {
+        if let Some(w) = self.world() {
+            let now = Instant::from_nanos(self.host_time(w.now.get()));
+            if now > self.queue.now() {
+                self.queue.set_now(now);
+            }
+        }
+    }
+
+    pub(crate) fn next_global(&self) -> Option<(u64, u64)> {
+        self.queue
+            .next_key()
+            .map(|(t, seq)| (self.global_time(t.as_nanos()), seq))
+    }
+
+    pub(crate) fn pop_due(&self, global: u64) -> Option<Box<dyn FnOnce()>> {
+        let now = Instant::from_nanos(self.host_time(global));
+        self.queue.set_now(now.max(self.queue.now()));
+        self.queue.pop_due(self.queue.now()).map(|(_, f)| f)
+    }
+
+    /// Schedules `f` at the global time `at` (network arrivals).
+    pub(crate) fn schedule_global(&self, at: u64, f: impl FnOnce() + 'static) {
+        self.sync();
+        let t = Instant::from_nanos(self.host_time(at));
+        self.queue.call_at_boxed(t, Box::new(f));
+    }
+
+    pub(crate) fn leftovers(&self) -> (usize, usize) {
+        (self.queue.len(), self.conns.borrow().len())
+    }
+
+    /// Drops everything without telling anyone (crash, or the end of the world).
+    pub(crate) fn teardown(&self) {
+        self.queue.clear();
+        let conns = std::mem::take(&mut *self.conns.borrow_mut());
+        for c in conns.values() {
+            c.vanish();
+        }
+        drop(conns);
+        let listeners = std::mem::take(&mut *self.listeners.borrow_mut());
+        drop(listeners);
+    }
+
+    fn record(&self, kind: Kind) {
+        if let Some(w) = self.world() {
+            w.record(Some(self.index), None, kind);
+        }
+    }
+
+    pub(crate) fn handle(&self) -> Option<Host> {
+        self.me.upgrade().map(|st| Host { st })
+    }
+}
+
+/// A simulated host and its reactor. Cheap to clone; implements [`ReactorCore`],
+/// [`ReactorTime`], [`ReactorTcp`], [`ReactorUdp`] and [`ReactorRandom`].
+#[derive(Clone)]
+pub struct Host {
+    pub(crate) st: Rc<HostState>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Host({} {})", self.st.name, self.st.ip)
+    }
+}
+
+impl Host {
+    /// The host's name.
+    pub fn name(&self) -> &str {
+        &self.st.name
+    }
+
+    /// The host's address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.st.ip
+    }
+
+    /// Whether the host is up (not crashed).
+    pub fn is_up(&self) -> bool {
+        self.st.up.get()
+    }
+
+    /// Writes a line into the trace.
+    pub fn log(&self, text: impl Into<String>) {
+        self.st.record(Kind::Log { text: text.into() });
+    }
+
+    /// Runs `f` now (on the next turn) and again after every restart: what a process does at
+    /// boot (listen, connect, start timers).
+    pub fn start(&self, f: impl Fn(&Host) + 'static) {
+        let f: Rc<dyn Fn(&Host)> = Rc::new(f);
+        *self.st.startup.borrow_mut() = Some(f.clone());
+        let me = Rc::downgrade(&self.st);
+        self.st.sync();
+        self.st.queue.call_later_boxed(
+            Duration::ZERO,
+            Box::new(move || {
+                if let Some(h) = me.upgrade().and_then(|s| s.handle()) {
+                    f(&h);
+                }
+            }),
+        );
+    }
+
+    /// Crashes the host: its connections vanish (peers are not told), its timers and
+    /// listeners are dropped.
+    pub fn crash(&self) {
+        if !self.st.up.get() {
+            return;
+        }
+        self.st.record(Kind::Crash);
+        self.st.up.set(false);
+        self.st.incarnation.set(self.st.incarnation.get() + 1);
+        self.st.teardown();
+        *self.st.triggers.borrow_mut() = SystemEventTriggers::new();
+        *self.st.starts.borrow_mut() = FactoryStarts::new();
+    }
+
+    /// Restarts a crashed host and runs its startup closure again.
+    pub fn restart(&self) {
+        if self.st.up.get() {
+            return;
+        }
+        self.st.up.set(true);
+        self.st.run_state.set(RunState::Running);
+        self.st.record(Kind::Restart);
+        let startup = self.st.startup.borrow().clone();
+        if let Some(f) = startup {
+            let me = Rc::downgrade(&self.st);
+            self.st.sync();
+            self.st.queue.call_later_boxed(
+                Duration::ZERO,
+                Box::new(move || {
+                    if let Some(h) = me.upgrade().and_then(|s| s.handle()) {
+                        f(&h);
+                    }
+                }),
+            );
+        }
+    }
+
+    /// Open connections on this host.
+    pub fn connection_count(&self) -> usize {
+        self.st.conns.borrow().len()
+    }
+
+    /// Pending timers on this host.
+    pub fn pending_calls(&self) -> usize {
+        self.st.queue.len()
+    }
+
+    pub(crate) fn alloc_port(&self) -> u16 {
+        let p = self.st.next_port.get();
+        self.st
+            .next_port
+            .set(if p == u16::MAX { 32768 } else { p + 1 });
+        p
+    }
+}
+
+impl ReactorTime for Host {
+    fn seconds(&self) -> Instant {
+        match self.st.world() {
+            Some(w) => Instant::from_nanos(self.st.host_time(w.now.get())),
+            None => self.st.queue.now(),
+        }
+    }
+
+    fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
+        self.st.sync();
+        if !self.st.up.get() {
+            // A crashed host runs nothing: hand back a call that never runs.
+            let call = TimerQueue::new().call_later_boxed(delay, Box::new(|| {}));
+            let _ = call.cancel();
+            return call;
+        }
+        let me = Rc::downgrade(&self.st);
+        self.st.queue.call_later_boxed(
+            delay,
+            Box::new(move || {
+                if let Some(st) = me.upgrade() {
+                    st.record(Kind::Timer);
+                }
+                f();
+            }),
+        )
+    }
+}
+
+impl ReactorRandom for Host {
+    fn next_u64(&self) -> u64 {
+        self.st
+            .world()
+            .map_or(0, |w| w.decide.borrow_mut().choose(u64::MAX))
+    }
+}
+
+impl ReactorCore for Host {
+    fn run(&self) -> Result<(), ReactorError> {
+        match self.st.run_state.get() {
+            RunState::Running => Err(ReactorError::AlreadyRunning),
+            RunState::Stopped => Err(ReactorError::NotRestartable),
+        }
+    }
+
+    fn stop(&self) -> Result<(), ReactorError> {
+        if self.st.run_state.get() != RunState::Running {
+            return Err(ReactorError::NotRunning);
+        }
+        self.st.run_state.set(RunState::Stopped);
+        let triggers = self.st.triggers.borrow().clone();
+        let me = Rc::downgrade(&self.st);
+        let _ = triggers
+            .fire(SystemEvent::Shutdown)
+            .add_callback(move |()| {
+                let Some(st) = me.upgrade() else { return };
+                let conns: Vec<Rc<SimConn>> = st.conns.borrow().values().cloned().collect();
+                for c in conns {
+                    c.transport().lose_connection();
+                }
+                let ports: Vec<u16> = st.listeners.borrow().keys().copied().collect();
+                for port in ports {
+                    net::stop_listening(&st, port);
+                }
+            });
+        Ok(())
+    }
+
+    fn running(&self) -> bool {
+        self.st.run_state.get() == RunState::Running && self.st.up.get()
+    }
+
+    fn call_when_running_boxed(&self, f: Box<dyn FnOnce()>) {
+        // Hosts are running from creation; run it on the next turn, as at startup.
+        self.call_later_boxed(Duration::ZERO, f);
+    }
+
+    fn add_system_event_trigger_boxed(
+        &self,
+        phase: Phase,
+        event: SystemEvent,
+        f: Trigger,
+    ) -> TriggerId {
+        self.st.triggers.borrow().add(phase, event, f)
+    }
+
+    fn remove_system_event_trigger(&self, id: TriggerId) -> bool {
+        self.st.triggers.borrow().remove(id)
+    }
+}
+
+struct SimPort {
+    host: Weak<HostState>,
+    port: u16,
+    addr: Address,
+}
+
+impl ListeningPortDriver for SimPort {
+    fn stop_listening(&self) -> Deferred<()> {
+        if let Some(st) = self.host.upgrade() {
+            net::stop_listening(&st, self.port);
+        }
+        succeed(())
+    }
+
+    fn get_host(&self) -> Address {
+        self.addr
+    }
+}
+
+impl ReactorTcp for Host {
+    fn listen_tcp_with(
+        &self,
+        port: u16,
+        factory: Rc<dyn Factory>,
+        _backlog: u32,
+        interface: &str,
+    ) -> Result<ListeningPort, CannotListenError> {
+        let port = if port == 0 { self.alloc_port() } else { port };
+        if self.st.listeners.borrow().contains_key(&port) {
+            return Err(CannotListenError {
+                interface: interface.to_string(),
+                port,
+                reason: "address already in use".into(),
+            });
+        }
+        self.st.starts.borrow_mut().do_start(&factory);
+        self.st
+            .listeners
+            .borrow_mut()
+            .insert(port, Listener { factory });
+        self.st.record(Kind::Listen { port });
+        let addr = Address::tcp(SocketAddr::from((self.st.ip, port)));
+        Ok(ListeningPort::new(Rc::new(SimPort {
+            host: Rc::downgrade(&self.st),
+            port,
+            addr,
+        })))
+    }
+
+    fn connect_tcp_with(
+        &self,
+        host: &str,
+        port: u16,
+        factory: Rc<dyn ClientFactory>,
+        timeout: Duration,
+        _bind_address: Option<SocketAddr>,
+    ) -> Connector {
+        net::connect(self, host, port, factory, timeout)
+    }
+}
+
+impl ReactorUdp for Host {
+    fn listen_udp_with(
+        &self,
+        port: u16,
+        protocol: Box<dyn DatagramProtocol>,
+        interface: &str,
+        max_packet_size: usize,
+    ) -> Result<DatagramTransport, CannotListenError> {
+        crate::udp::listen(self, port, protocol, interface, max_packet_size)
+    }
+}

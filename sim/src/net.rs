@@ -1,0 +1,787 @@
+//! The simulated TCP network.
+//!
+//! A connection is two ordered byte pipes. Writes are buffered in the engine's
+//! [`Connection`]; after each event the world flushes dirty connections here: pending output
+//! is cut into segments at chosen points (choice 0: the whole write as one segment), each
+//! segment gets a latency within the link's range and arrives at the peer at
+//! `max(previous arrival, now + latency)`, so a direction is never reordered. Each
+//! direction has a receive window: a sender may have at most `window` bytes sent but not yet
+//! read by the peer's protocol, so a reader that pauses stalls its writer, whose buffer then
+//! grows until its streaming producer is paused. (The window opens as soon as the reader
+//! consumes bytes; acknowledgements are not delayed — a simplification that keeps events few.)
+//!
+//! Closing follows TCP: a clean close sends FIN after the data; the closing side is done at
+//! once (as in Twisted, once its data is handed to the network); a peer that did not opt in
+//! to half-close closes in turn when the FIN arrives after the data. An abort sends RST. A
+//! segment for a connection the receiver does not know (closed, or lost in a crash) is
+//! answered with RST. Partitions hold segments (in order) until healed; SYNs into a
+//! partition are lost and the connect times out.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use torsion::defer::Failure;
+use torsion::error::{
+    CancelledError, ConnectionDone, ConnectionLost, ConnectionRefused, Panicked, TimeoutError,
+};
+use torsion::protocol::{
+    Address, ClientFactory, CloseAction, Connection, Connector, ConnectorDriver, ConnectorState,
+    Transport,
+};
+use torsion::reactor::{ReactorTime, ReactorTimeExt};
+
+use crate::host::{Host, HostState};
+use crate::trace::{preview, Kind};
+use crate::world::{SimError, World};
+
+const PREVIEW: usize = 24;
+
+enum Seg {
+    Data(Vec<u8>),
+    Fin,
+    Rst,
+}
+
+struct Packet {
+    from_host: usize,
+    from_conn: u64,
+    to_host: usize,
+    to_conn: u64,
+    seg: Seg,
+    sender: Weak<SimConn>,
+}
+
+/// Network-wide state: which links are cut, what they hold, which connections need a flush.
+#[derive(Default)]
+pub(crate) struct Net {
+    dirty: RefCell<Vec<(usize, u64)>>,
+    cut: RefCell<BTreeSet<(usize, usize)>>,
+    held: RefCell<Vec<Packet>>,
+}
+
+/// One end of a simulated TCP connection.
+pub(crate) struct SimConn {
+    pub(crate) id: u64,
+    host: usize,
+    pub(crate) conn: Rc<Connection>,
+    peer: (usize, u64),
+    last_arrival: Cell<u64>,
+    in_flight: Cell<usize>,
+    inbound: RefCell<VecDeque<u8>>,
+    eof: Cell<bool>,
+    eof_done: Cell<bool>,
+    fin_sent: Cell<bool>,
+    closed: Cell<bool>,
+}
+
+impl SimConn {
+    pub(crate) fn transport(&self) -> Transport {
+        self.conn.transport()
+    }
+
+    /// Gone in a crash: no word to the protocol or the peer.
+    pub(crate) fn vanish(&self) {
+        self.closed.set(true);
+    }
+}
+
+fn new_conn(
+    world: &Rc<World>,
+    host: &HostState,
+    id: u64,
+    peer: (usize, u64),
+    local: Address,
+    remote: Address,
+    protocol: Box<dyn torsion::protocol::Protocol>,
+) -> Rc<SimConn> {
+    let clock: Rc<dyn ReactorTime> = match host.handle() {
+        Some(h) => Rc::new(h),
+        None => Rc::new(torsion::testing::Clock::new()),
+    };
+    let w = Rc::downgrade(world);
+    let index = host.index;
+    let wake: Rc<dyn Fn()> = Rc::new(move || {
+        if let Some(w) = w.upgrade() {
+            w.net.dirty.borrow_mut().push((index, id));
+        }
+    });
+    let conn = Connection::new(clock, wake, local, remote, protocol);
+    let c = Rc::new(SimConn {
+        id,
+        host: host.index,
+        conn,
+        peer,
+        last_arrival: Cell::new(0),
+        in_flight: Cell::new(0),
+        inbound: RefCell::new(VecDeque::new()),
+        eof: Cell::new(false),
+        eof_done: Cell::new(false),
+        fin_sent: Cell::new(false),
+        closed: Cell::new(false),
+    });
+    host.conns.borrow_mut().insert(id, c.clone());
+    c
+}
+
+fn find(world: &World, host: usize, id: u64) -> Option<Rc<SimConn>> {
+    let h = world.host(host)?;
+    let c = h.st.conns.borrow().get(&id).cloned();
+    c
+}
+
+/// Flushes every connection that asked for it, until none does.
+pub(crate) fn flush_dirty(world: &Rc<World>) {
+    loop {
+        let batch = std::mem::take(&mut *world.net.dirty.borrow_mut());
+        if batch.is_empty() {
+            return;
+        }
+        for (host, id) in batch {
+            if let Some(c) = find(world, host, id) {
+                flush(world, &c);
+            }
+        }
+    }
+}
+
+fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
+    if c.closed.get() {
+        return;
+    }
+    deliver_inbound(world, c);
+    if c.closed.get() {
+        return;
+    }
+    let window = world.cfg.window;
+    while !c.fin_sent.get() && c.conn.pending_output() > 0 {
+        let avail = window.saturating_sub(c.in_flight.get());
+        if avail == 0 {
+            break;
+        }
+        let len = c.conn.pending_output().min(avail);
+        let seg = if world.cfg.fragment {
+            len - world.choose(len as u64) as usize
+        } else {
+            len
+        };
+        let data = c.conn.peek_output(|a, b| {
+            let mut v = Vec::with_capacity(seg);
+            v.extend(a.iter().chain(b).take(seg));
+            v
+        });
+        c.conn.consume_output(seg);
+        c.in_flight.set(c.in_flight.get() + seg);
+        let kind = Kind::Send(seg, preview(&data, PREVIEW));
+        world.record(Some(c.host), Some(c.id), kind);
+        if world.chance(world.cfg.faults.reset_ppm) {
+            world.record(
+                Some(c.host),
+                Some(c.id),
+                Kind::Fault {
+                    what: "reset".into(),
+                },
+            );
+            send(world, c, Seg::Rst);
+            lose(
+                world,
+                c,
+                Failure::new(ConnectionLost::new("connection reset (fault)")),
+            );
+            return;
+        }
+        send(world, c, Seg::Data(data));
+    }
+    match c.conn.close_action() {
+        CloseAction::None => {}
+        CloseAction::Close => {
+            if !c.fin_sent.replace(true) {
+                world.record(Some(c.host), Some(c.id), Kind::Fin);
+                send(world, c, Seg::Fin);
+            }
+            lose(world, c, Failure::new(ConnectionDone));
+        }
+        CloseAction::ShutdownWrite => {
+            if !c.fin_sent.replace(true) {
+                world.record(Some(c.host), Some(c.id), Kind::Fin);
+                send(world, c, Seg::Fin);
+            }
+            c.conn.write_shutdown_done();
+            if c.eof_done.get() {
+                lose(world, c, Failure::new(ConnectionDone));
+            }
+        }
+        CloseAction::Abort(reason) => {
+            world.record(Some(c.host), Some(c.id), Kind::Rst);
+            send(world, c, Seg::Rst);
+            if let Some(p) = reason.downcast_ref::<Panicked>() {
+                let host = world
+                    .host(c.host)
+                    .map(|h| h.name().to_string())
+                    .unwrap_or_default();
+                world.record(
+                    Some(c.host),
+                    Some(c.id),
+                    Kind::Panic {
+                        message: p.message.clone(),
+                    },
+                );
+                world.fail(SimError::Panic {
+                    host,
+                    conn: Some(c.id),
+                    message: p.message.clone(),
+                });
+            }
+            lose(world, c, reason);
+        }
+    }
+}
+
+fn deliver_inbound(world: &Rc<World>, c: &Rc<SimConn>) {
+    loop {
+        if c.closed.get() || c.conn.reading_paused() {
+            return;
+        }
+        let data: Vec<u8> = c.inbound.borrow_mut().drain(..).collect();
+        if data.is_empty() {
+            break;
+        }
+        world.record(
+            Some(c.host),
+            Some(c.id),
+            Kind::Recv(data.len(), preview(&data, PREVIEW)),
+        );
+        c.conn.deliver(&data);
+        if let Some(peer) = find(world, c.peer.0, c.peer.1) {
+            peer.in_flight
+                .set(peer.in_flight.get().saturating_sub(data.len()));
+            world.net.dirty.borrow_mut().push((peer.host, peer.id));
+        }
+    }
+    if c.eof.get() && !c.eof_done.get() && !c.closed.get() {
+        c.eof_done.set(true);
+        if c.conn.read_eof() {
+            if c.fin_sent.get() {
+                lose(world, c, Failure::new(ConnectionDone));
+            }
+        } else {
+            if !c.fin_sent.replace(true) {
+                world.record(Some(c.host), Some(c.id), Kind::Fin);
+                send(world, c, Seg::Fin);
+            }
+            lose(world, c, Failure::new(ConnectionDone));
+        }
+    }
+}
+
+fn lose(world: &Rc<World>, c: &Rc<SimConn>, reason: Failure) {
+    if c.closed.replace(true) {
+        return;
+    }
+    if let Some(h) = world.host(c.host) {
+        h.st.conns.borrow_mut().remove(&c.id);
+    }
+    world.record(
+        Some(c.host),
+        Some(c.id),
+        Kind::Lost {
+            reason: reason.to_string(),
+        },
+    );
+    c.conn.connection_lost(reason);
+}
+
+fn send(world: &Rc<World>, c: &Rc<SimConn>, seg: Seg) {
+    let pkt = Packet {
+        from_host: c.host,
+        from_conn: c.id,
+        to_host: c.peer.0,
+        to_conn: c.peer.1,
+        seg,
+        sender: Rc::downgrade(c),
+    };
+    transmit(world, pkt);
+}
+
+fn transmit(world: &Rc<World>, pkt: Packet) {
+    if world
+        .net
+        .cut
+        .borrow()
+        .contains(&(pkt.from_host, pkt.to_host))
+    {
+        world.net.held.borrow_mut().push(pkt);
+        return;
+    }
+    let now = world.now.get();
+    let at = now + world.latency();
+    let at = match pkt.sender.upgrade() {
+        Some(s) => {
+            let at = at.max(s.last_arrival.get());
+            s.last_arrival.set(at);
+            at
+        }
+        None => at,
+    };
+    let Some(dest) = world.host(pkt.to_host) else {
+        return;
+    };
+    let w = Rc::downgrade(world);
+    dest.st.schedule_global(at, move || {
+        if let Some(w) = w.upgrade() {
+            arrive(&w, pkt);
+        }
+    });
+}
+
+fn arrive(world: &Rc<World>, pkt: Packet) {
+    let Some(host) = world.host(pkt.to_host) else {
+        return;
+    };
+    if !host.is_up() {
+        return;
+    }
+    let conn = find(world, pkt.to_host, pkt.to_conn);
+    match (conn, pkt.seg) {
+        (None, Seg::Rst) => {}
+        (None, _) => {
+            // Unknown connection: answer with a reset.
+            transmit(
+                world,
+                Packet {
+                    from_host: pkt.to_host,
+                    from_conn: pkt.to_conn,
+                    to_host: pkt.from_host,
+                    to_conn: pkt.from_conn,
+                    seg: Seg::Rst,
+                    sender: Weak::new(),
+                },
+            );
+        }
+        (Some(c), Seg::Data(d)) => {
+            c.inbound.borrow_mut().extend(d);
+            deliver_inbound(world, &c);
+        }
+        (Some(c), Seg::Fin) => {
+            c.eof.set(true);
+            deliver_inbound(world, &c);
+        }
+        (Some(c), Seg::Rst) => {
+            c.inbound.borrow_mut().clear();
+            lose(
+                world,
+                &c,
+                Failure::new(ConnectionLost::new("connection reset by peer")),
+            );
+        }
+    }
+}
+
+/// Cuts `a` → `b` (and `b` → `a` unless one-way).
+pub(crate) fn partition(world: &Rc<World>, a: usize, b: usize, one_way: bool) {
+    let arrow = if one_way { "->" } else { "<->" };
+    let name = |i: usize| {
+        world
+            .host(i)
+            .map(|h| h.name().to_string())
+            .unwrap_or_default()
+    };
+    world.record(
+        None,
+        None,
+        Kind::Fault {
+            what: format!("partition {}{arrow}{}", name(a), name(b)),
+        },
+    );
+    let mut cut = world.net.cut.borrow_mut();
+    cut.insert((a, b));
+    if !one_way {
+        cut.insert((b, a));
+    }
+}
+
+/// Heals a partition and releases what it held, in order.
+pub(crate) fn heal(world: &Rc<World>, a: usize, b: usize, one_way: bool) {
+    {
+        let mut cut = world.net.cut.borrow_mut();
+        cut.remove(&(a, b));
+        if !one_way {
+            cut.remove(&(b, a));
+        }
+    }
+    let name = |i: usize| {
+        world
+            .host(i)
+            .map(|h| h.name().to_string())
+            .unwrap_or_default()
+    };
+    world.record(
+        None,
+        None,
+        Kind::Fault {
+            what: format!("heal {}/{}", name(a), name(b)),
+        },
+    );
+    let held = std::mem::take(&mut *world.net.held.borrow_mut());
+    for pkt in held {
+        transmit(world, pkt); // still-cut links hold it again, in order
+    }
+}
+
+/// Stops a listener.
+pub(crate) fn stop_listening(st: &HostState, port: u16) {
+    let removed = st.listeners.borrow_mut().remove(&port);
+    if let Some(l) = removed {
+        st.starts.borrow_mut().do_stop(&l.factory);
+    }
+}
+
+fn resolve(world: &World, dest: &str) -> Option<usize> {
+    let hosts = world.hosts.borrow();
+    if let Some(h) = hosts.iter().find(|h| h.name() == dest) {
+        return Some(h.st.index);
+    }
+    hosts
+        .iter()
+        .find(|h| h.ip().to_string() == dest)
+        .map(|h| h.st.index)
+}
+
+/// A simulated connector.
+struct SimConnector {
+    me: Weak<SimConnector>,
+    host: Weak<HostState>,
+    dest: String,
+    port: u16,
+    factory: Rc<dyn ClientFactory>,
+    timeout: Duration,
+    state: Cell<ConnectorState>,
+    attempt: Cell<u64>,
+    conn: RefCell<Weak<SimConn>>,
+    timeout_call: RefCell<Option<torsion::reactor::DelayedCall>>,
+}
+
+impl SimConnector {
+    fn cancel_timeout(&self) {
+        if let Some(call) = self.timeout_call.borrow_mut().take() {
+            let _ = call.cancel();
+        }
+    }
+
+    fn handle(&self) -> Option<Connector> {
+        self.me
+            .upgrade()
+            .map(|me| Connector::new(me as Rc<dyn ConnectorDriver>))
+    }
+
+    fn failed(&self, attempt: u64, reason: Failure) {
+        if attempt != self.attempt.get() || self.state.get() != ConnectorState::Connecting {
+            return;
+        }
+        self.cancel_timeout();
+        self.state.set(ConnectorState::Disconnected);
+        let (Some(st), Some(handle)) = (self.host.upgrade(), self.handle()) else {
+            return;
+        };
+        if let Some(w) = st.world() {
+            w.record(
+                Some(st.index),
+                None,
+                Kind::ConnectFailed {
+                    reason: reason.to_string(),
+                },
+            );
+        }
+        self.factory.client_connection_failed(&handle, reason);
+        if self.state.get() == ConnectorState::Disconnected {
+            st.starts.borrow_mut().do_stop(&self.factory);
+        }
+    }
+
+    fn start(&self) {
+        let (Some(st), Some(handle)) = (self.host.upgrade(), self.handle()) else {
+            return;
+        };
+        let Some(world) = st.world() else { return };
+        let Some(host) = st.handle() else { return };
+        let attempt = self.attempt.get() + 1;
+        self.attempt.set(attempt);
+        self.state.set(ConnectorState::Connecting);
+        st.starts.borrow_mut().do_start(&self.factory);
+        world.record(
+            Some(st.index),
+            None,
+            Kind::Connect {
+                to: format!("{}:{}", self.dest, self.port),
+            },
+        );
+        self.factory.started_connecting(&handle);
+        // Pending work holds the connector strongly (the reactor keeps it alive, as
+        // Twisted's does): the timeout, the SYN in flight, and later the connection.
+        let Some(me) = self.me.upgrade() else { return };
+        let timeout = self.timeout;
+        let call = host.call_later(timeout, move || {
+            me.failed(attempt, Failure::new(TimeoutError(timeout)));
+        });
+        *self.timeout_call.borrow_mut() = Some(call);
+        let peer = format!("{}:{}", self.dest, self.port);
+        let refuse = |me: Rc<SimConnector>, delay: u64| {
+            let at = world.now.get() + delay;
+            st.schedule_global(at, move || {
+                me.failed(attempt, Failure::new(ConnectionRefused { peer }));
+            });
+        };
+        let Some(strong) = self.me.upgrade() else {
+            return;
+        };
+        let Some(server) = resolve(&world, &self.dest) else {
+            refuse(strong, 0);
+            return;
+        };
+        if world.chance(world.cfg.faults.refuse_ppm) {
+            world.record(
+                Some(st.index),
+                None,
+                Kind::Fault {
+                    what: "connect refused".into(),
+                },
+            );
+            refuse(strong, world.latency() * 2);
+            return;
+        }
+        if world.net.cut.borrow().contains(&(st.index, server)) {
+            return; // the SYN is lost; the timeout will fire
+        }
+        let cid = world.next_conn.get();
+        world.next_conn.set(cid + 1);
+        let local = Address::tcp(SocketAddr::from((st.ip, host.alloc_port())));
+        let at = world.now.get() + world.latency();
+        let (port, me, client) = (self.port, strong, st.index);
+        let w = Rc::downgrade(&world);
+        if let Some(server_host) = world.host(server) {
+            server_host.st.schedule_global(at, move || {
+                if let Some(w) = w.upgrade() {
+                    syn_arrive(&w, server, port, client, cid, local, me, attempt);
+                }
+            });
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn syn_arrive(
+    world: &Rc<World>,
+    server: usize,
+    port: u16,
+    client: usize,
+    cid: u64,
+    client_addr: Address,
+    connector: Rc<SimConnector>,
+    attempt: u64,
+) {
+    let Some(host) = world.host(server) else {
+        return;
+    };
+    if !host.is_up() {
+        return;
+    }
+    let factory = host
+        .st
+        .listeners
+        .borrow()
+        .get(&port)
+        .map(|l| l.factory.clone());
+    let refuse = |world: &Rc<World>| {
+        let at = world.now.get() + world.latency();
+        let peer = format!("{}:{}", host.ip(), port);
+        let connector = connector.clone();
+        if let Some(ch) = world.host(client) {
+            ch.st.schedule_global(at, move || {
+                connector.failed(attempt, Failure::new(ConnectionRefused { peer }));
+            });
+        }
+    };
+    let Some(factory) = factory else {
+        refuse(world);
+        return;
+    };
+    let Some(protocol) = factory.build_protocol(&client_addr) else {
+        refuse(world);
+        return;
+    };
+    let sid = world.next_conn.get();
+    world.next_conn.set(sid + 1);
+    let server_addr = Address::tcp(SocketAddr::from((host.ip(), port)));
+    let sc = new_conn(
+        world,
+        &host.st,
+        sid,
+        (client, cid),
+        server_addr,
+        client_addr,
+        protocol,
+    );
+    world.record(
+        Some(server),
+        Some(sid),
+        Kind::Accept {
+            peer: client_addr.addr.to_string(),
+        },
+    );
+    let at = world.now.get() + world.latency();
+    sc.last_arrival.set(at);
+    let w = Rc::downgrade(world);
+    if let Some(ch) = world.host(client) {
+        ch.st.schedule_global(at, move || {
+            if let Some(w) = w.upgrade() {
+                synack_arrive(
+                    &w,
+                    server,
+                    sid,
+                    server_addr,
+                    client,
+                    cid,
+                    client_addr,
+                    connector,
+                    attempt,
+                );
+            }
+        });
+    }
+    world.record(Some(server), Some(sid), Kind::Made);
+    sc.conn.make_connection();
+}
+
+#[allow(clippy::too_many_arguments)]
+fn synack_arrive(
+    world: &Rc<World>,
+    server: usize,
+    sid: u64,
+    server_addr: Address,
+    client: usize,
+    cid: u64,
+    client_addr: Address,
+    sc: Rc<SimConnector>,
+    attempt: u64,
+) {
+    let reset_server = |world: &Rc<World>| {
+        transmit(
+            world,
+            Packet {
+                from_host: client,
+                from_conn: cid,
+                to_host: server,
+                to_conn: sid,
+                seg: Seg::Rst,
+                sender: Weak::new(),
+            },
+        );
+    };
+    let Some(host) = world.host(client) else {
+        return;
+    };
+    if !host.is_up() || sc.attempt.get() != attempt || sc.state.get() != ConnectorState::Connecting
+    {
+        reset_server(world);
+        return;
+    }
+    let Some(protocol) = sc.factory.build_protocol(&server_addr) else {
+        reset_server(world);
+        sc.failed(attempt, Failure::new(CancelledError));
+        return;
+    };
+    let c = new_conn(
+        world,
+        &host.st,
+        cid,
+        (server, sid),
+        client_addr,
+        server_addr,
+        protocol,
+    );
+    sc.cancel_timeout();
+    sc.state.set(ConnectorState::Connected);
+    *sc.conn.borrow_mut() = Rc::downgrade(&c);
+    let keep = sc.clone();
+    c.conn.set_on_lost(move |reason| {
+        let sc = keep;
+        sc.state.set(ConnectorState::Disconnected);
+        if let Some(handle) = sc.handle() {
+            sc.factory.client_connection_lost(&handle, reason);
+        }
+        if sc.state.get() == ConnectorState::Disconnected {
+            if let Some(st) = sc.host.upgrade() {
+                st.starts.borrow_mut().do_stop(&sc.factory);
+            }
+        }
+    });
+    world.record(Some(client), Some(cid), Kind::Made);
+    c.conn.make_connection();
+}
+
+impl ConnectorDriver for SimConnector {
+    fn connect(&self) {
+        if self.state.get() == ConnectorState::Disconnected {
+            self.start();
+        }
+    }
+
+    fn stop_connecting(&self) {
+        if self.state.get() == ConnectorState::Connecting {
+            self.failed(self.attempt.get(), Failure::new(CancelledError));
+        }
+    }
+
+    fn disconnect(&self) {
+        match self.state.get() {
+            ConnectorState::Connecting => self.stop_connecting(),
+            ConnectorState::Connected => {
+                if let Some(c) = self.conn.borrow().upgrade() {
+                    c.transport().lose_connection();
+                }
+            }
+            ConnectorState::Disconnected => {}
+        }
+    }
+
+    fn get_destination(&self) -> Address {
+        let ip = self
+            .host
+            .upgrade()
+            .and_then(|st| st.world())
+            .and_then(|w| resolve(&w, &self.dest).and_then(|i| w.host(i)))
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED, |h| h.ip());
+        Address::tcp(SocketAddr::from((ip, self.port)))
+    }
+
+    fn state(&self) -> ConnectorState {
+        self.state.get()
+    }
+}
+
+/// Starts connecting from `host` to `dest:port`.
+pub(crate) fn connect(
+    host: &Host,
+    dest: &str,
+    port: u16,
+    factory: Rc<dyn ClientFactory>,
+    timeout: Duration,
+) -> Connector {
+    let sc = Rc::new_cyclic(|me| SimConnector {
+        me: me.clone(),
+        host: Rc::downgrade(&host.st),
+        dest: dest.to_string(),
+        port,
+        factory,
+        timeout,
+        state: Cell::new(ConnectorState::Disconnected),
+        attempt: Cell::new(0),
+        conn: RefCell::new(Weak::new()),
+        timeout_call: RefCell::new(None),
+    });
+    let handle = Connector::new(sc.clone() as Rc<dyn ConnectorDriver>);
+    sc.start();
+    handle
+}
