@@ -31,6 +31,9 @@ enum RunState {
     Stopped,
 }
 
+/// What a host runs at boot and after each restart.
+type Startup = Rc<dyn Fn(&Host)>;
+
 pub(crate) struct Listener {
     pub(crate) factory: Rc<dyn Factory>,
 }
@@ -51,7 +54,7 @@ pub(crate) struct HostState {
     pub(crate) conns: RefCell<BTreeMap<u64, Rc<SimConn>>>,
     pub(crate) starts: RefCell<FactoryStarts>,
     next_port: Cell<u16>,
-    startup: RefCell<Option<Rc<dyn Fn(&Host)>>>,
+    startup: RefCell<Option<Startup>>,
 }
 
 impl HostState {
@@ -65,7 +68,7 @@ impl HostState {
             }
         };
         let ip = Ipv4Addr::new(10, 0, (index / 250) as u8, (index % 250 + 1) as u8);
-        Rc::new_cyclic(|me| HostState {
+        let st = Rc::new_cyclic(|me| HostState {
             me: me.clone(),
             index,
             name: name.to_string(),
@@ -82,7 +85,18 @@ impl HostState {
             starts: RefCell::new(FactoryStarts::new()),
             next_port: Cell::new(32768),
             startup: RefCell::new(None),
-        })
+        });
+        let (w, me) = (Rc::downgrade(world), Rc::downgrade(&st));
+        st.queue
+            .set_push_observer(Some(Rc::new(move |t: Instant, seq| {
+                if let (Some(w), Some(me)) = (w.upgrade(), me.upgrade()) {
+                    let global = me.global_time(t.as_nanos());
+                    w.wakeups
+                        .borrow_mut()
+                        .push(std::cmp::Reverse((global, seq, me.index)));
+                }
+            })));
+        st
     }
 
     pub(crate) fn world(&self) -> Option<Rc<World>> {
@@ -207,7 +221,7 @@ impl Host {
     /// Runs `f` now (on the next turn) and again after every restart: what a process does at
     /// boot (listen, connect, start timers).
     pub fn start(&self, f: impl Fn(&Host) + 'static) {
-        let f: Rc<dyn Fn(&Host)> = Rc::new(f);
+        let f: Startup = Rc::new(f);
         *self.st.startup.borrow_mut() = Some(f.clone());
         let me = Rc::downgrade(&self.st);
         self.st.sync();

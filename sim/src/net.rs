@@ -34,10 +34,8 @@ use torsion::protocol::{
 use torsion::reactor::{ReactorTime, ReactorTimeExt};
 
 use crate::host::{Host, HostState};
-use crate::trace::{preview, Kind};
+use crate::trace::Kind;
 use crate::world::{SimError, World};
-
-const PREVIEW: usize = 24;
 
 enum Seg {
     Data(Vec<u8>),
@@ -52,12 +50,14 @@ struct Packet {
     to_conn: u64,
     seg: Seg,
     sender: Weak<SimConn>,
+    receiver: Weak<SimConn>,
 }
 
 /// Network-wide state: which links are cut, what they hold, which connections need a flush.
 #[derive(Default)]
 pub(crate) struct Net {
-    dirty: RefCell<Vec<(usize, u64)>>,
+    dirty: RefCell<Vec<Rc<SimConn>>>,
+    spare: RefCell<Vec<Rc<SimConn>>>,
     cut: RefCell<BTreeSet<(usize, usize)>>,
     held: RefCell<Vec<Packet>>,
 }
@@ -75,6 +75,9 @@ pub(crate) struct SimConn {
     eof_done: Cell<bool>,
     fin_sent: Cell<bool>,
     closed: Cell<bool>,
+    queued: Cell<bool>,
+    /// The other end, once both exist (a shortcut past the host's table).
+    peer_ref: RefCell<Weak<SimConn>>,
 }
 
 impl SimConn {
@@ -102,10 +105,11 @@ fn new_conn(
         None => Rc::new(torsion::testing::Clock::new()),
     };
     let w = Rc::downgrade(world);
-    let index = host.index;
+    let slot: Rc<RefCell<Weak<SimConn>>> = Rc::default();
+    let me = slot.clone();
     let wake: Rc<dyn Fn()> = Rc::new(move || {
-        if let Some(w) = w.upgrade() {
-            w.net.dirty.borrow_mut().push((index, id));
+        if let (Some(w), Some(c)) = (w.upgrade(), me.borrow().upgrade()) {
+            mark_dirty(&w, &c);
         }
     });
     let conn = Connection::new(clock, wake, local, remote, protocol);
@@ -121,9 +125,22 @@ fn new_conn(
         eof_done: Cell::new(false),
         fin_sent: Cell::new(false),
         closed: Cell::new(false),
+        queued: Cell::new(false),
+        peer_ref: RefCell::new(Weak::new()),
     });
+    *slot.borrow_mut() = Rc::downgrade(&c);
+    if let Some(peer) = find(world, peer.0, peer.1) {
+        *peer.peer_ref.borrow_mut() = Rc::downgrade(&c);
+        *c.peer_ref.borrow_mut() = Rc::downgrade(&peer);
+    }
     host.conns.borrow_mut().insert(id, c.clone());
     c
+}
+
+fn mark_dirty(world: &World, c: &Rc<SimConn>) {
+    if !c.queued.replace(true) {
+        world.net.dirty.borrow_mut().push(c.clone());
+    }
 }
 
 fn find(world: &World, host: usize, id: u64) -> Option<Rc<SimConn>> {
@@ -135,15 +152,17 @@ fn find(world: &World, host: usize, id: u64) -> Option<Rc<SimConn>> {
 /// Flushes every connection that asked for it, until none does.
 pub(crate) fn flush_dirty(world: &Rc<World>) {
     loop {
-        let batch = std::mem::take(&mut *world.net.dirty.borrow_mut());
+        let mut batch = world.net.spare.take();
+        std::mem::swap(&mut batch, &mut *world.net.dirty.borrow_mut());
         if batch.is_empty() {
+            *world.net.spare.borrow_mut() = batch;
             return;
         }
-        for (host, id) in batch {
-            if let Some(c) = find(world, host, id) {
-                flush(world, &c);
-            }
+        for c in batch.drain(..) {
+            c.queued.set(false);
+            flush(world, &c);
         }
+        *world.net.spare.borrow_mut() = batch;
     }
 }
 
@@ -162,8 +181,11 @@ fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
             break;
         }
         let len = c.conn.pending_output().min(avail);
-        let seg = if world.cfg.fragment {
-            len - world.choose(len as u64) as usize
+        // Fragmentation: choice 0 sends all that fits; otherwise the segment ends at a
+        // chosen point. Splitting is decided first, so most writes still arrive whole and
+        // any split point stays reachable.
+        let seg = if world.cfg.fragment && len > 1 && world.choose(2) == 1 {
+            1 + world.choose(len as u64 - 1) as usize
         } else {
             len
         };
@@ -174,8 +196,7 @@ fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
         });
         c.conn.consume_output(seg);
         c.in_flight.set(c.in_flight.get() + seg);
-        let kind = Kind::Send(seg, preview(&data, PREVIEW));
-        world.record(Some(c.host), Some(c.id), kind);
+        world.record_data(c.host, Some(c.id), false, &data);
         if world.chance(world.cfg.faults.reset_ppm) {
             world.record(
                 Some(c.host),
@@ -239,6 +260,29 @@ fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
     }
 }
 
+/// Hands `data` to the protocol at once if nothing is held back (the common case: no copy).
+fn receive(world: &Rc<World>, c: &Rc<SimConn>, data: Vec<u8>) {
+    if c.inbound.borrow().is_empty() && !c.closed.get() && !c.conn.reading_paused() {
+        world.record_data(c.host, Some(c.id), true, &data);
+        c.conn.deliver(&data);
+        credit(world, c, data.len());
+        return;
+    }
+    c.inbound.borrow_mut().extend(data);
+    deliver_inbound(world, c);
+}
+
+/// The reader consumed `n` bytes: the sender's window opens by as much.
+fn credit(world: &World, c: &SimConn, n: usize) {
+    let peer = c.peer_ref.borrow().upgrade();
+    if let Some(peer) = peer {
+        peer.in_flight.set(peer.in_flight.get().saturating_sub(n));
+        if peer.conn.pending_output() > 0 {
+            mark_dirty(world, &peer);
+        }
+    }
+}
+
 fn deliver_inbound(world: &Rc<World>, c: &Rc<SimConn>) {
     loop {
         if c.closed.get() || c.conn.reading_paused() {
@@ -248,17 +292,9 @@ fn deliver_inbound(world: &Rc<World>, c: &Rc<SimConn>) {
         if data.is_empty() {
             break;
         }
-        world.record(
-            Some(c.host),
-            Some(c.id),
-            Kind::Recv(data.len(), preview(&data, PREVIEW)),
-        );
+        world.record_data(c.host, Some(c.id), true, &data);
         c.conn.deliver(&data);
-        if let Some(peer) = find(world, c.peer.0, c.peer.1) {
-            peer.in_flight
-                .set(peer.in_flight.get().saturating_sub(data.len()));
-            world.net.dirty.borrow_mut().push((peer.host, peer.id));
-        }
+        credit(world, c, data.len());
     }
     if c.eof.get() && !c.eof_done.get() && !c.closed.get() {
         c.eof_done.set(true);
@@ -301,6 +337,7 @@ fn send(world: &Rc<World>, c: &Rc<SimConn>, seg: Seg) {
         to_conn: c.peer.1,
         seg,
         sender: Rc::downgrade(c),
+        receiver: c.peer_ref.borrow().clone(),
     };
     transmit(world, pkt);
 }
@@ -343,7 +380,10 @@ fn arrive(world: &Rc<World>, pkt: Packet) {
     if !host.is_up() {
         return;
     }
-    let conn = find(world, pkt.to_host, pkt.to_conn);
+    let conn = match pkt.receiver.upgrade() {
+        Some(c) if !c.closed.get() => Some(c),
+        _ => find(world, pkt.to_host, pkt.to_conn),
+    };
     match (conn, pkt.seg) {
         (None, Seg::Rst) => {}
         (None, _) => {
@@ -357,13 +397,11 @@ fn arrive(world: &Rc<World>, pkt: Packet) {
                     to_conn: pkt.from_conn,
                     seg: Seg::Rst,
                     sender: Weak::new(),
+                    receiver: Weak::new(),
                 },
             );
         }
-        (Some(c), Seg::Data(d)) => {
-            c.inbound.borrow_mut().extend(d);
-            deliver_inbound(world, &c);
-        }
+        (Some(c), Seg::Data(d)) => receive(world, &c, d),
         (Some(c), Seg::Fin) => {
             c.eof.set(true);
             deliver_inbound(world, &c);
@@ -676,6 +714,7 @@ fn synack_arrive(
                 to_conn: sid,
                 seg: Seg::Rst,
                 sender: Weak::new(),
+                receiver: Weak::new(),
             },
         );
     };

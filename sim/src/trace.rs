@@ -102,15 +102,33 @@ pub struct Trace {
     hosts: Vec<String>,
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+/// How many bytes of a payload a trace shows (and hashes).
+pub const PREVIEW: usize = 24;
 
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const MIX: u64 = 0x517c_c1b7_2722_0a95;
+
+/// Mixes one word into the running hash (the FxHash step: fast, stable, good enough to tell
+/// two traces apart; this is not a cryptographic commitment).
+fn mix(h: u64, word: u64) -> u64 {
+    (h.rotate_left(5) ^ word).wrapping_mul(MIX)
+}
+
+/// Mixes bytes, eight at a time, then their length.
 fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(FNV_PRIME);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = mix(h, u64::from_le_bytes(w));
     }
-    h
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = mix(h, u64::from_le_bytes(w));
+    }
+    mix(h, bytes.len() as u64)
 }
 
 impl Trace {
@@ -137,16 +155,50 @@ impl Trace {
         self.events.is_some()
     }
 
-    /// Adds an event.
-    pub fn push(&mut self, event: Event) {
+    fn hash_head(&mut self, time: u64, host: Option<usize>, conn: Option<u64>) -> u64 {
         self.count += 1;
-        let mut h = fnv(self.hash, &event.time.to_le_bytes());
-        h = fnv(h, &event.host.map_or(u64::MAX, |x| x as u64).to_le_bytes());
-        h = fnv(h, &event.conn.unwrap_or(u64::MAX).to_le_bytes());
-        h = hash_kind(h, &event.kind);
-        self.hash = h;
+        let h = mix(self.hash, time);
+        let h = mix(h, host.map_or(u64::MAX, |x| x as u64));
+        mix(h, conn.unwrap_or(u64::MAX))
+    }
+
+    /// Adds an event. (Bytes sent and received go through [`Trace::push_data`].)
+    pub fn push(&mut self, event: Event) {
+        let h = self.hash_head(event.time, event.host, event.conn);
+        self.hash = hash_kind(h, &event.kind);
         if let Some(events) = &mut self.events {
             events.push(event);
+        }
+    }
+
+    /// Adds a send (`recv == false`) or receive of `data`. The hash covers the byte count
+    /// and the first [`PREVIEW`] raw bytes; the escaped preview is only built when the
+    /// trace is kept, so hash-only runs pay for no formatting.
+    pub fn push_data(
+        &mut self,
+        time: u64,
+        host: Option<usize>,
+        conn: Option<u64>,
+        recv: bool,
+        data: &[u8],
+    ) {
+        let h = self.hash_head(time, host, conn);
+        let h = mix(h, if recv { 7 } else { 6 });
+        let h = mix(h, data.len() as u64);
+        self.hash = fnv(h, &data[..data.len().min(PREVIEW)]);
+        if let Some(events) = &mut self.events {
+            let p = preview(data, PREVIEW);
+            let kind = if recv {
+                Kind::Recv(data.len(), p)
+            } else {
+                Kind::Send(data.len(), p)
+            };
+            events.push(Event {
+                time,
+                host,
+                conn,
+                kind,
+            });
         }
     }
 
@@ -213,6 +265,8 @@ fn hash_kind(h: u64, k: &Kind) -> u64 {
         Kind::Accept { peer } => (3, 0, peer),
         Kind::ConnectFailed { reason } => (4, 0, reason),
         Kind::Made => (5, 0, ""),
+        // Data events are hashed by `push_data` from the raw bytes; these arms only serve
+        // events built by hand.
         Kind::Send(n, p) => (6, *n as u64, p),
         Kind::Recv(n, p) => (7, *n as u64, p),
         Kind::Fin => (8, 0, ""),
@@ -227,8 +281,8 @@ fn hash_kind(h: u64, k: &Kind) -> u64 {
         Kind::Log { text } => (17, 0, text),
         Kind::CheckFailed { what } => (18, 0, what),
     };
-    let h = fnv(h, &[tag]);
-    let h = fnv(h, &n.to_le_bytes());
+    let h = mix(h, u64::from(tag));
+    let h = mix(h, n);
     fnv(h, s.as_bytes())
 }
 

@@ -15,7 +15,7 @@ use torsion::reactor::{
 };
 
 use crate::host::{Host, HostState};
-use crate::trace::{preview, Kind};
+use crate::trace::Kind;
 
 thread_local! {
     /// Open UDP ports: (host index, port) → protocol slot. Kept per thread; each world's
@@ -26,8 +26,11 @@ thread_local! {
 struct Port {
     host: Weak<HostState>,
     port: u16,
-    protocol: Rc<RefCell<Option<Box<dyn DatagramProtocol>>>>,
+    protocol: Slot,
 }
+
+/// A port's protocol, taken out while it runs.
+type Slot = Rc<RefCell<Option<Box<dyn DatagramProtocol>>>>;
 
 struct SimUdp {
     host: Weak<HostState>,
@@ -36,10 +39,7 @@ struct SimUdp {
     connected: RefCell<Option<Address>>,
 }
 
-fn lookup(
-    host: &Rc<HostState>,
-    port: u16,
-) -> Option<Rc<RefCell<Option<Box<dyn DatagramProtocol>>>>> {
+fn lookup(host: &Rc<HostState>, port: u16) -> Option<Slot> {
     PORTS.with(|p| {
         let mut p = p.borrow_mut();
         p.retain(|e| e.host.strong_count() > 0);
@@ -70,11 +70,7 @@ impl DatagramTransportDriver for SimUdp {
         let Some(world) = st.world() else {
             return Err(UdpError::Closed);
         };
-        world.record(
-            Some(st.index),
-            None,
-            Kind::Send(data.len(), preview(data, 24)),
-        );
+        world.record_data(st.index, None, false, data);
         let dest_host = world
             .hosts
             .borrow()
@@ -109,11 +105,7 @@ impl DatagramTransportDriver for SimUdp {
                 }
                 let Some(slot) = lookup(&h, port) else { return };
                 if let Some(w) = h.world() {
-                    w.record(
-                        Some(h.index),
-                        None,
-                        Kind::Recv(payload.len(), preview(&payload, 24)),
-                    );
+                    w.record_data(h.index, None, true, &payload);
                 }
                 let taken = slot.borrow_mut().take();
                 if let Some(mut p) = taken {

@@ -13,6 +13,8 @@
 //! writable, never inside `write`.
 
 use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -151,7 +153,14 @@ pub(crate) struct World {
     pub(crate) next_conn: Cell<u64>,
     /// World-level events (fault schedules, deadlines), on the shared sequence.
     pub(crate) sys: TimerQueue,
+    /// Every (global time, sequence, host) ever scheduled, as an index over the hosts'
+    /// queues (`SYS` for the world's own). Entries whose call was cancelled or moved are
+    /// found stale and dropped when they surface: see [`next_due`].
+    pub(crate) wakeups: RefCell<BinaryHeap<Reverse<(u64, u64, usize)>>>,
 }
+
+/// The host index of the world's own queue in `wakeups`.
+pub(crate) const SYS: usize = usize::MAX;
 
 impl World {
     pub(crate) fn record(&self, host: Option<usize>, conn: Option<u64>, kind: Kind) {
@@ -161,6 +170,12 @@ impl World {
             conn,
             kind,
         });
+    }
+
+    pub(crate) fn record_data(&self, host: usize, conn: Option<u64>, recv: bool, data: &[u8]) {
+        self.trace
+            .borrow_mut()
+            .push_data(self.now.get(), Some(host), conn, recv, data);
     }
 
     pub(crate) fn fail(&self, error: SimError) {
@@ -306,7 +321,18 @@ impl SimBuilder {
             steps: Cell::new(0),
             invariants: RefCell::new(Vec::new()),
             next_conn: Cell::new(1),
+            wakeups: RefCell::new(BinaryHeap::new()),
         });
+        let w = Rc::downgrade(&world);
+        world
+            .sys
+            .set_push_observer(Some(Rc::new(move |t: Instant, seq| {
+                if let Some(w) = w.upgrade() {
+                    w.wakeups
+                        .borrow_mut()
+                        .push(Reverse((t.as_nanos(), seq, SYS)));
+                }
+            })));
         let weak = Rc::downgrade(&world);
         let hook: UnhandledErrorHook = Rc::new(move |f: &Failure| {
             if let Some(w) = weak.upgrade() {
@@ -603,38 +629,77 @@ enum StepResult {
     Failed,
 }
 
+/// The live (time, sequence) at the front of queue `index`, in global time.
+fn front(world: &World, index: usize) -> Option<(u64, u64)> {
+    if index == SYS {
+        world.sys.next_key().map(|(t, seq)| (t.as_nanos(), seq))
+    } else {
+        world.host(index).and_then(|h| h.st.next_global())
+    }
+}
+
+/// Finds the queue whose front runs next. Every scheduled call has an entry in `wakeups`,
+/// and the heap's minimum is never later than any queue's front; so a minimum entry that is
+/// not its queue's front is stale (cancelled or moved) and is dropped. When fronts of several
+/// queues are due at the same instant, the decision source picks one (choice 0: the earliest
+/// scheduled); the others go back.
+fn next_due(world: &World, until: u64) -> Result<(u64, usize), StepResult> {
+    let mut heap = world.wakeups.borrow_mut();
+    let (t, first) = loop {
+        let Some(&Reverse((t, seq, index))) = heap.peek() else {
+            return Err(StepResult::Idle);
+        };
+        if front(world, index) == Some((t, seq)) {
+            break (t, index);
+        }
+        heap.pop();
+    };
+    if t > until {
+        return Err(StepResult::Limit);
+    }
+    if !world.cfg.reorder {
+        heap.pop();
+        return Ok((t, first));
+    }
+    // Gather every queue whose front is due at `t`.
+    let mut candidates: Vec<Reverse<(u64, u64, usize)>> = Vec::new();
+    let mut later: Vec<Reverse<(u64, u64, usize)>> = Vec::new();
+    while let Some(&Reverse((et, seq, index))) = heap.peek() {
+        if et != t {
+            break;
+        }
+        let entry = heap.pop().unwrap_or(Reverse((et, seq, index)));
+        if candidates.iter().any(|c| c.0 .2 == index) {
+            later.push(entry); // a later call of a queue already in the running
+        } else if front(world, index) == Some((et, seq)) {
+            candidates.push(entry);
+        }
+    }
+    let pick = if candidates.len() > 1 {
+        world.choose(candidates.len() as u64) as usize
+    } else {
+        0
+    };
+    let chosen = candidates.get(pick).map_or(first, |c| c.0 .2);
+    for (i, c) in candidates.into_iter().enumerate() {
+        if i != pick {
+            heap.push(c);
+        }
+    }
+    for e in later {
+        heap.push(e);
+    }
+    Ok((t, chosen))
+}
+
 fn step(world: &Rc<World>, until: u64) -> StepResult {
     if !world.errors.borrow().is_empty() {
         return StepResult::Failed;
     }
-    // The earliest (global time, sequence) over all hosts.
-    let hosts = world.hosts.borrow().clone();
-    let mut best: Option<(u64, u64)> = None;
-    let mut due: Vec<(u64, usize)> = Vec::new();
-    let sys = world.sys.next_key().map(|(t, seq)| (t.as_nanos(), seq));
-    let keys = hosts
-        .iter()
-        .map(|h| h.st.next_global())
-        .chain(std::iter::once(sys));
-    for (i, key) in keys.enumerate() {
-        if let Some((t, seq)) = key {
-            match best {
-                Some((bt, _)) if t > bt => {}
-                Some((bt, _)) if t == bt => due.push((seq, i)),
-                _ => {
-                    best = Some((t, seq));
-                    due.clear();
-                    due.push((seq, i));
-                }
-            }
-        }
-    }
-    let Some((t, _)) = best else {
-        return StepResult::Idle;
+    let (t, index) = match next_due(world, until) {
+        Ok(due) => due,
+        Err(stop) => return stop,
     };
-    if t > until {
-        return StepResult::Limit;
-    }
     let steps = world.steps.get() + 1;
     world.steps.set(steps);
     if steps > world.cfg.max_steps {
@@ -643,16 +708,10 @@ fn step(world: &Rc<World>, until: u64) -> StepResult {
         });
         return StepResult::Failed;
     }
-    due.sort_unstable();
-    let pick = if world.cfg.reorder && due.len() > 1 {
-        world.choose(due.len() as u64) as usize
-    } else {
-        0
-    };
-    let index = due[pick].1;
+    let host = world.host(index);
     world.now.set(t);
-    let call = match hosts.get(index) {
-        Some(host) => host.st.pop_due(t),
+    let call = match &host {
+        Some(h) => h.st.pop_due(t),
         None => {
             world.sys.set_now(Instant::from_nanos(t));
             world.sys.pop_due(Instant::from_nanos(t)).map(|(_, f)| f)
@@ -662,7 +721,7 @@ fn step(world: &Rc<World>, until: u64) -> StepResult {
         let outcome = catch_unwind(AssertUnwindSafe(call));
         if let Err(payload) = outcome {
             let message = torsion::error::Panicked::from_payload(payload).message;
-            let (host_index, name) = match hosts.get(index) {
+            let (host_index, name) = match &host {
                 Some(h) => (Some(h.st.index), h.name().to_string()),
                 None => (None, "world".to_string()),
             };
@@ -770,7 +829,9 @@ mod tests {
         }
     }
 
-    fn echo_run(seed: u64, trace: bool) -> (Sim, Rc<RefCell<Vec<u8>>>, Rc<RefCell<Vec<String>>>) {
+    type Shared<T> = Rc<RefCell<T>>;
+
+    fn echo_run(seed: u64, trace: bool) -> (Sim, Shared<Vec<u8>>, Shared<Vec<String>>) {
         let sim = Sim::builder().seed(seed).trace(trace).build();
         let server = sim.host("server");
         server.listen_tcp(7, ForProtocol::<Echo>::new()).unwrap();

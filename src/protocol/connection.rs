@@ -100,6 +100,9 @@ enum ProducerEvent {
     Resume,
 }
 
+/// What runs after `connection_lost` (see [`Connection::set_on_lost`]).
+type LostHook = Box<dyn FnOnce(Failure)>;
+
 /// One stream connection's state, shared by its driver and its [`Transport`] handles.
 pub struct Connection {
     me: Weak<Connection>,
@@ -110,7 +113,7 @@ pub struct Connection {
     protocol: RefCell<Option<Box<dyn Protocol>>>,
     state: RefCell<State>,
     made: Cell<bool>,
-    on_lost: RefCell<Option<Box<dyn FnOnce(Failure)>>>,
+    on_lost: RefCell<Option<LostHook>>,
 }
 
 impl Connection {

@@ -61,7 +61,7 @@ pub use tcp::{
     DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT,
 };
 pub use time::{Instant, ReactorTime, ReactorTimeExt};
-pub use timer::{DelayedCall, TimerQueue};
+pub use timer::{DelayedCall, PushObserver, TimerQueue};
 pub use udp::{
     DatagramProtocol, DatagramTransport, DatagramTransportDriver, ReactorUdp, ReactorUdpExt,
     UdpError, DEFAULT_MAX_PACKET_SIZE,

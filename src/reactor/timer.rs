@@ -56,11 +56,15 @@ impl Ord for HeapItem {
     }
 }
 
+/// Told of every (deadline, sequence) a queue schedules, including resets and delays.
+pub type PushObserver = Rc<dyn Fn(Instant, u64)>;
+
 struct Inner {
     now: Cell<Instant>,
     next_seq: Rc<Cell<u64>>,
     active: Cell<usize>,
     heap: RefCell<BinaryHeap<HeapItem>>,
+    observer: RefCell<Option<PushObserver>>,
 }
 
 impl Inner {
@@ -74,6 +78,10 @@ impl Inner {
             seq,
             entry: entry.clone(),
         });
+        let observer = self.observer.borrow().clone();
+        if let Some(f) = observer {
+            f(time, seq);
+        }
     }
 }
 
@@ -118,8 +126,16 @@ impl TimerQueue {
                 next_seq: seq,
                 active: Cell::new(0),
                 heap: RefCell::new(BinaryHeap::new()),
+                observer: RefCell::new(None),
             }),
         }
+    }
+
+    /// Calls `f` with the (deadline, sequence) of every call scheduled from now on, including
+    /// resets and delays: a driver watching several queues keeps its own index with it (the
+    /// simulator does) instead of scanning them all.
+    pub fn set_push_observer(&self, f: Option<PushObserver>) {
+        *self.inner.observer.borrow_mut() = f;
     }
 
     /// The clock reading delays are measured from.
