@@ -5,14 +5,17 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod check;
 pub mod decide;
 pub mod faults;
 mod host;
 mod net;
+pub mod shrink;
 pub mod trace;
 mod udp;
 mod world;
 
+pub use check::{check, check_with, Options, ReplayFile, Report, Summary};
 pub use decide::Decisions;
 pub use faults::{Crash, Faults, Partition};
 pub use host::Host;
