@@ -1,0 +1,95 @@
+//! proptest integration: schedules and fault plans as strategies.
+//!
+//! A run is a function of its choice sequence, so a `Vec<u64>` *is* a schedule. Handing
+//! proptest a strategy over such vectors lets `proptest!` drive the simulator with hostile
+//! schedules, and proptest's own shrinking (shorter vectors, smaller elements, both toward
+//! choice 0: the simplest outcome) minimises a failing schedule for free.
+//!
+//! ```
+//! use proptest::prelude::*;
+//! use torsion_sim::prop::{faults, schedule};
+//! use torsion_sim::Sim;
+//!
+//! proptest! {
+//!     #![proptest_config(ProptestConfig::with_cases(16))]
+//!     #[test]
+//!     fn quiet_world_never_fails(choices in schedule(), f in faults(2)) {
+//!         let sim = Sim::builder().choices(choices).faults(f).build();
+//!         sim.host("a");
+//!         sim.host("b");
+//!         sim.run_until_idle();
+//!         prop_assert!(sim.errors().is_empty());
+//!     }
+//! }
+//! ```
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use crate::faults::{Crash, Faults, Partition};
+
+/// Choice sequences of up to 512 choices.
+pub fn schedule() -> impl Strategy<Value = Vec<u64>> {
+    schedule_of(512)
+}
+
+/// Choice sequences of up to `max_len` choices. Elements are mostly small (the decisions
+/// that matter most — split or not, which event first, fault or not — have few outcomes),
+/// with some arbitrary ones for latencies and split points.
+pub fn schedule_of(max_len: usize) -> impl Strategy<Value = Vec<u64>> {
+    let choice = prop_oneof![
+        4 => 0u64..4,
+        2 => 0u64..1_000,
+        1 => any::<u64>(),
+    ];
+    proptest::collection::vec(choice, 0..=max_len)
+}
+
+/// Fault plans over `hosts` hosts within the first ten simulated seconds.
+pub fn faults(hosts: usize) -> impl Strategy<Value = Faults> {
+    let hosts = hosts.max(1);
+    let ms = |lo: u64, hi: u64| (lo..hi).prop_map(Duration::from_millis);
+    let partition = (
+        ms(0, 10_000),
+        ms(10, 3_000),
+        0..hosts,
+        0..hosts,
+        any::<bool>(),
+    )
+        .prop_filter("two different hosts", |(_, _, a, b, _)| a != b)
+        .prop_map(|(at, duration, a, b, one_way)| Partition {
+            at,
+            duration,
+            a,
+            b,
+            one_way,
+        });
+    let crash = (ms(0, 10_000), 0..hosts, proptest::option::of(ms(10, 3_000))).prop_map(
+        |(at, host, restart_after)| Crash {
+            at,
+            host,
+            restart_after,
+        },
+    );
+    (
+        0u32..20_000,
+        0u32..50_000,
+        0u32..50_000,
+        ms(0, 500),
+        proptest::collection::vec(partition, 0..3),
+        proptest::collection::vec(crash, 0..2),
+        0u32..1_000,
+    )
+        .prop_map(
+            |(reset_ppm, refuse_ppm, spike_ppm, spike, partitions, crashes, drift)| Faults {
+                reset_ppm,
+                refuse_ppm,
+                spike_ppm,
+                spike,
+                partitions,
+                crashes,
+                drift_ppm_max: drift,
+            },
+        )
+}
