@@ -249,11 +249,13 @@ fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
                         message: p.message.clone(),
                     },
                 );
-                world.fail(SimError::Panic {
-                    host,
-                    conn: Some(c.id),
-                    message: p.message.clone(),
-                });
+                if world.cfg.fail_on_panic {
+                    world.fail(SimError::Panic {
+                        host,
+                        conn: Some(c.id),
+                        message: p.message.clone(),
+                    });
+                }
             }
             lose(world, c, reason);
         }

@@ -53,6 +53,9 @@ pub struct Config {
     pub trace: bool,
     /// Accept pending timers or open connections at the end of `run_until_idle`.
     pub allow_dirty: bool,
+    /// A panic in a protocol fails the run (on by default). Off, the panic is traced and the
+    /// connection lost, as on the real reactor, and the run goes on (for testing isolation).
+    pub fail_on_panic: bool,
 }
 
 impl Default for Config {
@@ -68,6 +71,7 @@ impl Default for Config {
             faults: Faults::none(),
             trace: false,
             allow_dirty: true,
+            fail_on_panic: true,
         }
     }
 }
@@ -284,6 +288,12 @@ impl SimBuilder {
     /// The simulated-time limit.
     pub fn max_time(mut self, limit: Duration) -> Self {
         self.cfg.max_time = limit;
+        self
+    }
+
+    /// Whether a panic in a protocol fails the run (see [`Config::fail_on_panic`]).
+    pub fn fail_on_panic(mut self, on: bool) -> Self {
+        self.cfg.fail_on_panic = on;
         self
     }
 

@@ -1,0 +1,621 @@
+//! The test bodies: each states one rule of the reactor contract.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use torsion::defer::{Deferred, Failure};
+use torsion::error::{ConnectionAborted, ConnectionDone, ConnectionRefused};
+use torsion::protocol::{
+    factory_fn, Address, ClientFactory, Connector, Factory, Producer, Protocol, Transport,
+};
+use torsion::reactor::{Phase, ReactorCoreExt, ReactorTcpExt, ReactorTimeExt, SystemEvent};
+
+use crate::env::Env;
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const PORT: u16 = 4000;
+
+fn push(log: &Log, s: impl Into<String>) {
+    log.borrow_mut().push(s.into());
+}
+
+/// A protocol that records everything and can echo, send on connect, and close.
+#[derive(Default)]
+struct Probe {
+    t: Transport,
+    log: Log,
+    echo: bool,
+    greet: Vec<u8>,
+    close_after_greet: bool,
+    received: Rc<RefCell<Vec<u8>>>,
+    half: bool,
+}
+
+impl Protocol for Probe {
+    fn connection_made(&mut self, t: &Transport) {
+        self.t = t.clone();
+        push(&self.log, "made");
+        if !self.greet.is_empty() {
+            t.write(&self.greet);
+        }
+        if self.close_after_greet {
+            t.lose_connection();
+        }
+    }
+    fn data_received(&mut self, d: &[u8]) {
+        self.received.borrow_mut().extend_from_slice(d);
+        if self.echo {
+            self.t.write(d);
+        }
+    }
+    fn connection_lost(&mut self, reason: Failure) {
+        let kind = if reason.is::<ConnectionDone>() {
+            "done".to_string()
+        } else if reason.is::<ConnectionAborted>() {
+            "aborted".to_string()
+        } else {
+            format!("lost: {reason}")
+        };
+        push(&self.log, kind);
+    }
+    fn half_close(&self) -> bool {
+        self.half
+    }
+    fn read_connection_lost(&mut self) {
+        push(&self.log, "read lost");
+        self.t.write(b"late reply");
+        self.t.lose_connection();
+    }
+}
+
+/// A client factory that records what happens to its connector.
+struct Client<F: Fn() -> Probe> {
+    make: F,
+    log: Log,
+}
+impl<F: Fn() -> Probe + 'static> Factory for Client<F> {
+    fn build_protocol(&self, _a: &Address) -> Option<Box<dyn Protocol>> {
+        Some(Box::new((self.make)()))
+    }
+    fn start_factory(&self) {
+        push(&self.log, "start");
+    }
+    fn stop_factory(&self) {
+        push(&self.log, "stop");
+    }
+}
+impl<F: Fn() -> Probe + 'static> ClientFactory for Client<F> {
+    fn client_connection_failed(&self, _c: &Connector, reason: Failure) {
+        let what = if reason.is::<ConnectionRefused>() {
+            "refused".to_string()
+        } else {
+            format!("failed: {reason}")
+        };
+        push(&self.log, what);
+    }
+    fn client_connection_lost(&self, _c: &Connector, _reason: Failure) {
+        push(&self.log, "client lost");
+    }
+}
+
+fn serve(env: &dyn Env, make: impl Fn() -> Probe + 'static) {
+    env.server()
+        .listen_tcp(
+            PORT,
+            factory_fn(move |_| Some(Box::new(make()) as Box<dyn Protocol>)),
+        )
+        .expect("listen");
+}
+
+fn connect(env: &dyn Env, log: &Log, make: impl Fn() -> Probe + 'static) -> Connector {
+    let f = Rc::new(Client {
+        make,
+        log: log.clone(),
+    });
+    env.client().connect_tcp(&env.server_name(), PORT, f)
+}
+
+pub fn timers_run_in_deadline_then_fifo_order(env: &dyn Env) {
+    let r = env.server();
+    let log: Log = Rc::default();
+    for (i, ms) in [30u64, 10, 20, 10, 10].into_iter().enumerate() {
+        let l = log.clone();
+        r.call_later(Duration::from_millis(ms), move || {
+            push(&l, format!("{ms}ms#{i}"))
+        });
+    }
+    let l = log.clone();
+    assert!(env.run_until(&move || l.borrow().len() == 5, LIMIT));
+    assert_eq!(
+        *log.borrow(),
+        vec!["10ms#1", "10ms#3", "10ms#4", "20ms#2", "30ms#0"]
+    );
+}
+
+pub fn call_soon_runs_after_the_current_call(env: &dyn Env) {
+    let r = env.server();
+    let log: Log = Rc::default();
+    let (l, r2) = (log.clone(), r.clone());
+    r.call_later(Duration::from_millis(5), move || {
+        let l2 = l.clone();
+        r2.call_soon(move || push(&l2, "soon"));
+        push(&l, "first");
+    });
+    let l = log.clone();
+    r.call_later(Duration::from_millis(5), move || push(&l, "second"));
+    let l = log.clone();
+    assert!(env.run_until(&move || l.borrow().len() == 3, LIMIT));
+    assert_eq!(*log.borrow(), vec!["first", "second", "soon"]);
+}
+
+pub fn cancelled_and_reset_calls(env: &dyn Env) {
+    let r = env.server();
+    let log: Log = Rc::default();
+    let l = log.clone();
+    let cancelled = r.call_later(Duration::from_millis(5), move || push(&l, "cancelled ran"));
+    let l = log.clone();
+    let moved = r.call_later(Duration::from_millis(5), move || push(&l, "moved"));
+    let l = log.clone();
+    r.call_later(Duration::from_millis(20), move || push(&l, "marker"));
+    cancelled.cancel().expect("pending");
+    moved.reset(Duration::from_millis(40)).expect("pending");
+    assert!(cancelled.cancel().is_err());
+    let l = log.clone();
+    assert!(env.run_until(&move || l.borrow().len() == 2, LIMIT));
+    assert_eq!(*log.borrow(), vec!["marker", "moved"]);
+    assert!(moved.called());
+}
+
+pub fn connect_accept_and_echo(env: &dyn Env) {
+    let (slog, clog): (Log, Log) = (Rc::default(), Rc::default());
+    let s = slog.clone();
+    serve(env, move || Probe {
+        echo: true,
+        log: s.clone(),
+        ..Probe::default()
+    });
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let (c, g) = (clog.clone(), got.clone());
+    connect(env, &clog, move || Probe {
+        greet: b"ping".to_vec(),
+        log: c.clone(),
+        received: g.clone(),
+        ..Probe::default()
+    });
+    let g = got.clone();
+    assert!(env.run_until(&move || g.borrow().len() == 4, LIMIT));
+    assert_eq!(&*got.borrow(), b"ping");
+    assert_eq!(*slog.borrow(), vec!["made"]);
+    assert_eq!(*clog.borrow(), vec!["start", "made"]);
+}
+
+pub fn connect_to_closed_port_is_refused(env: &dyn Env) {
+    let log: Log = Rc::default();
+    connect(env, &log, Probe::default);
+    let l = log.clone();
+    assert!(env.run_until(&move || l.borrow().len() >= 3, LIMIT));
+    assert_eq!(*log.borrow(), vec!["start", "refused", "stop"]);
+}
+
+pub fn data_integrity_under_fragmentation(env: &dyn Env) {
+    let received = Rc::new(RefCell::new(Vec::new()));
+    let r = received.clone();
+    serve(env, move || Probe {
+        received: r.clone(),
+        ..Probe::default()
+    });
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let p = payload.clone();
+    let log: Log = Rc::default();
+    connect(env, &log, move || Probe {
+        greet: p.clone(),
+        close_after_greet: true,
+        ..Probe::default()
+    });
+    let r = received.clone();
+    assert!(env.run_until(&move || r.borrow().len() == 200_000, LIMIT));
+    assert!(
+        *received.borrow() == payload,
+        "bytes arrive intact and in order"
+    );
+}
+
+pub fn close_after_pending_data(env: &dyn Env) {
+    let (slog, clog): (Log, Log) = (Rc::default(), Rc::default());
+    let s = slog.clone();
+    serve(env, move || Probe {
+        greet: vec![b'x'; 100_000],
+        close_after_greet: true,
+        log: s.clone(),
+        ..Probe::default()
+    });
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let (c, g) = (clog.clone(), got.clone());
+    connect(env, &clog, move || Probe {
+        log: c.clone(),
+        received: g.clone(),
+        ..Probe::default()
+    });
+    let c = clog.clone();
+    assert!(env.run_until(&move || c.borrow().contains(&"client lost".into()), LIMIT));
+    assert_eq!(
+        got.borrow().len(),
+        100_000,
+        "all data arrives before the close"
+    );
+    assert_eq!(*slog.borrow(), vec!["made", "done"]);
+    assert_eq!(clog.borrow()[..3], ["start", "made", "done"]);
+}
+
+pub fn abort_drops_pending_data_and_reports_aborted(env: &dyn Env) {
+    let (slog, clog): (Log, Log) = (Rc::default(), Rc::default());
+    let s = slog.clone();
+    let transports: Rc<RefCell<Vec<Transport>>> = Rc::default();
+    let t = transports.clone();
+    env.server()
+        .listen_tcp(
+            PORT,
+            factory_fn(move |_| {
+                Some(Box::new(Aborter {
+                    log: s.clone(),
+                    transports: t.clone(),
+                }) as Box<dyn Protocol>)
+            }),
+        )
+        .expect("listen");
+    let c = clog.clone();
+    connect(env, &clog, move || Probe {
+        log: c.clone(),
+        ..Probe::default()
+    });
+    let s = slog.clone();
+    assert!(env.run_until(&move || s.borrow().len() == 2, LIMIT));
+    assert_eq!(*slog.borrow(), vec!["made", "aborted"]);
+    let c = clog.clone();
+    assert!(env.run_until(&move || c.borrow().len() >= 3, LIMIT));
+    assert!(clog.borrow()[2].starts_with("lost"), "{:?}", clog.borrow());
+}
+
+struct Aborter {
+    log: Log,
+    transports: Rc<RefCell<Vec<Transport>>>,
+}
+impl Protocol for Aborter {
+    fn connection_made(&mut self, t: &Transport) {
+        push(&self.log, "made");
+        t.write(vec![0u8; 10_000]);
+        t.abort_connection();
+        // Never synchronous: connection_lost has not run yet.
+        assert_eq!(self.log.borrow().len(), 1);
+        self.transports.borrow_mut().push(t.clone());
+    }
+    fn data_received(&mut self, _d: &[u8]) {}
+    fn connection_lost(&mut self, reason: Failure) {
+        assert!(reason.is::<ConnectionAborted>(), "{reason}");
+        push(&self.log, "aborted");
+    }
+}
+
+pub fn half_close(env: &dyn Env) {
+    let slog: Log = Rc::default();
+    let s = slog.clone();
+    let server_got = Rc::new(RefCell::new(Vec::new()));
+    let sg = server_got.clone();
+    serve(env, move || Probe {
+        half: true,
+        log: s.clone(),
+        received: sg.clone(),
+        ..Probe::default()
+    });
+    let clog: Log = Rc::default();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let (c, g) = (clog.clone(), got.clone());
+    let f = factory_fn(move |_| {
+        Some(Box::new(HalfCloser {
+            log: c.clone(),
+            received: g.clone(),
+        }) as Box<dyn Protocol>)
+    });
+    env.client().connect_tcp(&env.server_name(), PORT, f);
+    let c = clog.clone();
+    assert!(env.run_until(&move || c.borrow().contains(&"done".into()), LIMIT));
+    // The server read the whole request, saw the half-close, and could still answer.
+    assert_eq!(&*server_got.borrow(), b"request");
+    assert_eq!(*slog.borrow(), vec!["made", "read lost", "done"]);
+    assert_eq!(&*got.borrow(), b"late reply");
+    assert_eq!(*clog.borrow(), vec!["write lost", "read lost", "done"]);
+}
+
+/// Sends a request, shuts down its write side, and reads the answer.
+struct HalfCloser {
+    log: Log,
+    received: Rc<RefCell<Vec<u8>>>,
+}
+impl Protocol for HalfCloser {
+    fn connection_made(&mut self, t: &Transport) {
+        t.write(b"request");
+        t.lose_write_connection();
+    }
+    fn data_received(&mut self, d: &[u8]) {
+        self.received.borrow_mut().extend_from_slice(d);
+    }
+    fn half_close(&self) -> bool {
+        true
+    }
+    fn write_connection_lost(&mut self) {
+        push(&self.log, "write lost");
+    }
+    fn read_connection_lost(&mut self) {
+        push(&self.log, "read lost");
+    }
+    fn connection_lost(&mut self, reason: Failure) {
+        push(
+            &self.log,
+            if reason.is::<ConnectionDone>() {
+                "done".to_string()
+            } else {
+                format!("lost: {reason}")
+            },
+        );
+    }
+}
+
+pub fn producer_pause_and_resume_under_backpressure(env: &dyn Env) {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    env.server()
+        .listen_tcp(
+            PORT,
+            factory_fn(move |_| {
+                Some(Box::new(Streamer {
+                    t: Transport::default(),
+                    log: l.clone(),
+                    sent: 0,
+                    paused: false,
+                }) as Box<dyn Protocol>)
+            }),
+        )
+        .expect("listen");
+    // The client reads nothing for a while: the server's buffer fills past the high-water
+    // mark, the producer pauses; then the client reads and it resumes.
+    let clog: Log = Rc::default();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let g = got.clone();
+    connect(env, &clog, move || Probe {
+        received: g.clone(),
+        ..Probe::default()
+    });
+    let l = log.clone();
+    assert!(env.run_until(&move || l.borrow().contains(&"done".into()), LIMIT));
+    let g = got.clone();
+    assert!(env.run_until(&move || g.borrow().len() == STREAM_TOTAL, LIMIT));
+    let events = log.borrow();
+    assert!(events.iter().any(|e| e == "pause"), "{events:?}");
+    assert!(events.iter().any(|e| e == "resume"), "{events:?}");
+}
+
+const STREAM_TOTAL: usize = 96 * 4096;
+
+struct Streamer {
+    t: Transport,
+    log: Log,
+    sent: usize,
+    paused: bool,
+}
+impl Streamer {
+    fn produce(&mut self) {
+        while !self.paused && self.sent < STREAM_TOTAL {
+            self.t.write([b'z'; 4096]);
+            self.sent += 4096;
+            // Real producers yield; this one stops after filling well past the mark.
+            if self.t.buffered() > 4 * torsion::protocol::HIGH_WATER_MARK {
+                break;
+            }
+        }
+        if self.sent >= STREAM_TOTAL && !self.log.borrow().contains(&"done".into()) {
+            push(&self.log, "done");
+            self.t.unregister_producer();
+            self.t.lose_connection();
+        }
+    }
+}
+impl Protocol for Streamer {
+    fn connection_made(&mut self, t: &Transport) {
+        self.t = t.clone();
+        t.register_producer(Producer::Protocol { streaming: true })
+            .expect("first producer");
+        self.produce();
+    }
+    fn data_received(&mut self, _d: &[u8]) {}
+    fn pause_producing(&mut self) {
+        self.paused = true;
+        push(&self.log, "pause");
+    }
+    fn resume_producing(&mut self) {
+        self.paused = false;
+        push(&self.log, "resume");
+        self.produce();
+    }
+}
+
+pub fn connection_scoped_timer_is_cancelled_on_loss(env: &dyn Env) {
+    let fired = Rc::new(Cell::new(0u32));
+    let f = fired.clone();
+    env.server()
+        .listen_tcp(
+            PORT,
+            factory_fn(move |_| Some(Box::new(Ticker { fired: f.clone() }) as Box<dyn Protocol>)),
+        )
+        .expect("listen");
+    let log: Log = Rc::default();
+    connect(env, &log, || Probe {
+        close_after_greet: false,
+        ..Probe::default()
+    });
+    let fd = fired.clone();
+    assert!(env.run_until(&move || fd.get() == 1, LIMIT));
+    env.run_for(Duration::from_secs(10));
+    assert_eq!(
+        fired.get(),
+        1,
+        "the 5 s timer was cancelled with the connection"
+    );
+}
+
+struct Ticker {
+    fired: Rc<Cell<u32>>,
+}
+impl Protocol for Ticker {
+    fn connection_made(&mut self, t: &Transport) {
+        t.call_later(Duration::from_millis(100), |me: &mut Ticker| {
+            me.fired.set(me.fired.get() + 1);
+        });
+        t.call_later(Duration::from_secs(5), |me: &mut Ticker| {
+            me.fired.set(me.fired.get() + 100);
+        });
+        let t2 = t.clone();
+        t.call_later(Duration::from_millis(200), move |_me: &mut Ticker| {
+            t2.lose_connection();
+        });
+    }
+    fn data_received(&mut self, _d: &[u8]) {}
+}
+
+pub fn factory_start_and_stop_are_counted(env: &dyn Env) {
+    let log: Log = Rc::default();
+    let f = Rc::new(Client {
+        make: Probe::default,
+        log: log.clone(),
+    });
+    let r = env.server();
+    let a = r.listen_tcp(PORT, f.clone()).expect("listen a");
+    let b = r.listen_tcp(PORT + 1, f.clone()).expect("listen b");
+    assert_eq!(*log.borrow(), vec!["start"]);
+    let _ = a.stop_listening();
+    assert_eq!(*log.borrow(), vec!["start"]);
+    let _ = b.stop_listening();
+    assert_eq!(*log.borrow(), vec!["start", "stop"]);
+}
+
+pub fn stop_listening_refuses_new_connections(env: &dyn Env) {
+    let port = env
+        .server()
+        .listen_tcp(PORT, factory_fn(|_| Some(Box::new(Probe::default()) as _)))
+        .expect("listen");
+    let done: Deferred<()> = port.stop_listening();
+    let fired = Rc::new(Cell::new(false));
+    let fl = fired.clone();
+    let _ = done.add_callback(move |()| fl.set(true));
+    let log: Log = Rc::default();
+    connect(env, &log, Probe::default);
+    let (l, fl) = (log.clone(), fired.clone());
+    assert!(env.run_until(&move || fl.get() && l.borrow().len() >= 2, LIMIT));
+    assert_eq!(log.borrow()[1], "refused");
+}
+
+pub fn shutdown_triggers_and_stop(env: &dyn Env) {
+    let r = env.server();
+    let log: Log = Rc::default();
+    let gate = Deferred::<()>::new();
+    let (l, g) = (log.clone(), gate.clone());
+    r.add_system_event_trigger_boxed(
+        Phase::Before,
+        SystemEvent::Shutdown,
+        Box::new(move || {
+            push(&l, "before");
+            Some(g)
+        }),
+    );
+    let l = log.clone();
+    r.add_system_event_trigger(Phase::During, SystemEvent::Shutdown, move || {
+        push(&l, "during")
+    });
+    let l = log.clone();
+    r.add_system_event_trigger(Phase::After, SystemEvent::Shutdown, move || {
+        push(&l, "after")
+    });
+    r.stop().expect("running");
+    assert!(r.stop().is_err(), "stopping twice");
+    assert_eq!(*log.borrow(), vec!["before"]);
+    let g = gate.clone();
+    r.call_later(Duration::from_millis(50), move || {
+        let _ = g.callback(());
+    });
+    let l = log.clone();
+    assert!(env.run_until(&move || l.borrow().len() == 3, LIMIT));
+    assert_eq!(*log.borrow(), vec!["before", "during", "after"]);
+}
+
+pub fn panicking_protocol_loses_only_its_connection(env: &dyn Env) {
+    let count = Rc::new(Cell::new(0u32));
+    let c = count.clone();
+    let slog: Log = Rc::default();
+    let s = slog.clone();
+    env.server()
+        .listen_tcp(
+            PORT,
+            factory_fn(move |_| {
+                c.set(c.get() + 1);
+                let n = c.get();
+                Some(Box::new(Fragile {
+                    n,
+                    t: Transport::default(),
+                    log: s.clone(),
+                }) as Box<dyn Protocol>)
+            }),
+        )
+        .expect("listen");
+    let (alog, blog): (Log, Log) = (Rc::default(), Rc::default());
+    let (ga, gb) = (
+        Rc::new(RefCell::new(Vec::new())),
+        Rc::new(RefCell::new(Vec::new())),
+    );
+    let g = ga.clone();
+    connect(env, &alog, move || Probe {
+        greet: b"first".to_vec(),
+        received: g.clone(),
+        ..Probe::default()
+    });
+    let g = gb.clone();
+    connect(env, &blog, move || Probe {
+        greet: b"second".to_vec(),
+        received: g.clone(),
+        ..Probe::default()
+    });
+    let s = slog.clone();
+    assert!(env.run_until(&move || s.borrow().len() == 2, LIMIT));
+    let lines = slog.borrow().clone();
+    assert!(
+        lines.iter().any(|l| l.contains("panicked: fragile 1")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l == "echoed 2"), "{lines:?}");
+}
+
+struct Fragile {
+    n: u32,
+    t: Transport,
+    log: Log,
+}
+impl Protocol for Fragile {
+    fn connection_made(&mut self, t: &Transport) {
+        self.t = t.clone();
+    }
+    fn data_received(&mut self, d: &[u8]) {
+        if self.n == 1 {
+            panic!("fragile {}", self.n);
+        }
+        self.t.write(d);
+        if !self.log.borrow().contains(&format!("echoed {}", self.n)) {
+            push(&self.log, format!("echoed {}", self.n));
+        }
+    }
+    fn connection_lost(&mut self, reason: Failure) {
+        if self.n == 1 {
+            push(&self.log, format!("lost: {reason}"));
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Backends for the conformance bodies.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use torsion::reactor::{ReactorCore, ReactorRandom, ReactorTcp, ReactorTime};
+use torsion_sim::{Host, Sim, SimError};
+
+/// What a conformance body may use of a reactor.
+pub trait Reactor: ReactorCore + ReactorTime + ReactorTcp + ReactorRandom {}
+impl<R: ReactorCore + ReactorTime + ReactorTcp + ReactorRandom + ?Sized> Reactor for R {}
+
+/// A backend: a server-side and a client-side reactor, and a way to drive them.
+pub trait Env {
+    /// The reactor that listens.
+    fn server(&self) -> Rc<dyn Reactor>;
+    /// The reactor that connects.
+    fn client(&self) -> Rc<dyn Reactor>;
+    /// What the client connects to.
+    fn server_name(&self) -> String;
+    /// Runs until `cond` holds; false if the world went idle or `limit` passed first.
+    fn run_until(&self, cond: &dyn Fn() -> bool, limit: Duration) -> bool;
+    /// Runs for `d` (of the backend's time).
+    fn run_for(&self, d: Duration);
+}
+
+/// The simulator: two hosts on a network with 1..10 ms latency and fragmentation.
+pub struct SimEnv {
+    sim: Sim,
+    server: Host,
+    client: Host,
+    seed: u64,
+}
+
+impl SimEnv {
+    pub fn new(seed: u64) -> Self {
+        // Panics are isolated and traced, not fatal, so the isolation rule can be checked.
+        let sim = Sim::builder().seed(seed).fail_on_panic(false).build();
+        let server = sim.host("server");
+        let client = sim.host("client");
+        SimEnv {
+            sim,
+            server,
+            client,
+            seed,
+        }
+    }
+
+    /// Fails the test if the run recorded an error the body did not expect.
+    pub fn finish(&self, name: &str) {
+        let errors: Vec<SimError> = self.sim.errors();
+        assert!(
+            errors.is_empty(),
+            "{name} failed on seed {}: {errors:?}\nreplay: TORSION_SEED={} cargo test {name}",
+            self.seed,
+            self.seed
+        );
+    }
+}
+
+impl Env for SimEnv {
+    fn server(&self) -> Rc<dyn Reactor> {
+        Rc::new(self.server.clone())
+    }
+    fn client(&self) -> Rc<dyn Reactor> {
+        Rc::new(self.client.clone())
+    }
+    fn server_name(&self) -> String {
+        "server".into()
+    }
+    fn run_until(&self, cond: &dyn Fn() -> bool, limit: Duration) -> bool {
+        let deadline = self.sim.now() + limit;
+        self.sim.run_until(|| cond() || self.sim.now() >= deadline) && cond()
+    }
+    fn run_for(&self, d: Duration) {
+        self.sim.run_for(d);
+    }
+}
