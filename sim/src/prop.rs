@@ -12,7 +12,7 @@
 //!
 //! proptest! {
 //!     #![proptest_config(ProptestConfig::with_cases(16))]
-//!     #[test]
+//!     // In a test file this function carries `#[test]`.
 //!     fn quiet_world_never_fails(choices in schedule(), f in faults(2)) {
 //!         let sim = Sim::builder().choices(choices).faults(f).build();
 //!         sim.host("a");
@@ -21,6 +21,7 @@
 //!         prop_assert!(sim.errors().is_empty());
 //!     }
 //! }
+//! quiet_world_never_fails();
 //! ```
 
 use std::time::Duration;
