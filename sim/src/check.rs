@@ -446,7 +446,7 @@ pub fn check(name: &str, body: impl Fn(&Sim) + Sync) {
     check_with(Options::new(name), &Sim::builder, body);
 }
 
-/// [`check`] with options and a world builder (faults, latency, limits).
+/// [`check()`] with options and a world builder (faults, latency, limits).
 pub fn check_with(
     opts: Options,
     builder: &(dyn Fn() -> SimBuilder + Sync),

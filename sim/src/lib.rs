@@ -10,7 +10,7 @@
 //!   byte ([`Trace`]; the determinism check compares hashes);
 //! - a failing run records its choices, and shrinking that sequence toward shorter and
 //!   smaller ([`shrink`]) yields the simplest schedule that still fails;
-//! - the runner ([`check`]) sweeps seeds in parallel, and on a failure prints the seed, the
+//! - the runner ([`check()`](fn@check)) sweeps seeds in parallel, and on a failure prints the seed, the
 //!   fault mix, the replay command and the shrunk trace, and writes a replay file;
 //! - [`prop`] gives proptest strategies over schedules and fault plans, and
 //!   [`assert_trace_snapshot!`] snapshots a trace with insta.

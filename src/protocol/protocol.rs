@@ -13,7 +13,7 @@ use crate::protocol::Transport;
 ///
 /// `data_received` gets bytes in arbitrary chunks: one `write` on the far side may arrive as
 /// many calls, and many writes as one. Parse with the framing receivers in
-/// [`protocols::basic`](crate::protocols::basic), not by assuming a chunk is a message.
+/// `torsion::protocols::basic`, not by assuming a chunk is a message.
 ///
 /// ```
 /// use torsion::defer::Failure;
