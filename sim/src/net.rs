@@ -43,7 +43,7 @@ enum Seg {
     Rst,
 }
 
-struct Packet {
+pub(crate) struct Packet {
     from_host: usize,
     from_conn: u64,
     to_host: usize,
@@ -56,6 +56,9 @@ struct Packet {
 /// Network-wide state: which links are cut, what they hold, which connections need a flush.
 #[derive(Default)]
 pub(crate) struct Net {
+    /// Segments in flight, by (arrival time, sequence): the bulk of a run's events, kept out
+    /// of the hosts' timer queues so that each costs one ordered-map insert and removal.
+    pub(crate) in_flight: RefCell<std::collections::BTreeMap<(u64, u64), Packet>>,
     dirty: RefCell<Vec<Rc<SimConn>>>,
     spare: RefCell<Vec<Rc<SimConn>>>,
     cut: RefCell<BTreeSet<(usize, usize)>>,
@@ -344,13 +347,19 @@ fn send(world: &Rc<World>, c: &Rc<SimConn>, seg: Seg) {
     transmit(world, pkt);
 }
 
+impl Packet {
+    /// The host it is addressed to.
+    pub(crate) fn to_host(&self) -> usize {
+        self.to_host
+    }
+}
+
 fn transmit(world: &Rc<World>, pkt: Packet) {
-    if world
-        .net
-        .cut
-        .borrow()
-        .contains(&(pkt.from_host, pkt.to_host))
-    {
+    let cut = {
+        let cut = world.net.cut.borrow();
+        !cut.is_empty() && cut.contains(&(pkt.from_host, pkt.to_host))
+    };
+    if cut {
         world.net.held.borrow_mut().push(pkt);
         return;
     }
@@ -364,18 +373,13 @@ fn transmit(world: &Rc<World>, pkt: Packet) {
         }
         None => at,
     };
-    let Some(dest) = world.host(pkt.to_host) else {
-        return;
-    };
-    let w = Rc::downgrade(world);
-    dest.st.schedule_global(at, move || {
-        if let Some(w) = w.upgrade() {
-            arrive(&w, pkt);
-        }
-    });
+    let seq = world.seq.get();
+    world.seq.set(seq + 1);
+    world.net.in_flight.borrow_mut().insert((at, seq), pkt);
 }
 
-fn arrive(world: &Rc<World>, pkt: Packet) {
+/// A segment reaches its host (the world's step calls this for in-flight packets).
+pub(crate) fn arrive(world: &Rc<World>, pkt: Packet) {
     let Some(host) = world.host(pkt.to_host) else {
         return;
     };

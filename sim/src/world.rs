@@ -648,52 +648,99 @@ fn front(world: &World, index: usize) -> Option<(u64, u64)> {
     }
 }
 
-/// Finds the queue whose front runs next. Every scheduled call has an entry in `wakeups`,
-/// and the heap's minimum is never later than any queue's front; so a minimum entry that is
-/// not its queue's front is stale (cancelled or moved) and is dropped. When fronts of several
-/// queues are due at the same instant, the decision source picks one (choice 0: the earliest
-/// scheduled); the others go back.
-fn next_due(world: &World, until: u64) -> Result<(u64, usize), StepResult> {
+/// What runs next.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Due {
+    /// The front of a host's queue (or `SYS`, the world's).
+    Queue(usize),
+    /// A segment in flight, by its key.
+    Packet((u64, u64)),
+}
+
+/// Finds what runs next. Every scheduled call has an entry in `wakeups`, and the heap's
+/// minimum is never later than any queue's front; so a minimum entry that is not its
+/// queue's front is stale (cancelled or moved) and is dropped. Segments in flight wait in
+/// their own ordered map. When several are due at the same instant — fronts of different
+/// queues, and the first segment for each destination host — the decision source picks one
+/// (choice 0: the earliest scheduled); the rest stay where they are.
+fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
     let mut heap = world.wakeups.borrow_mut();
-    let (t, first) = loop {
+    let queue_front = loop {
         let Some(&Reverse((t, seq, index))) = heap.peek() else {
-            return Err(StepResult::Idle);
+            break None;
         };
         if front(world, index) == Some((t, seq)) {
-            break (t, index);
+            break Some((t, seq, index));
         }
         heap.pop();
     };
+    let packet_front = world.net.in_flight.borrow().keys().next().copied();
+    let first = match (queue_front, packet_front) {
+        (None, None) => return Err(StepResult::Idle),
+        (Some((t, seq, i)), None) => (t, seq, Due::Queue(i)),
+        (None, Some(k)) => (k.0, k.1, Due::Packet(k)),
+        (Some((t, seq, i)), Some(k)) => {
+            if (t, seq) < k {
+                (t, seq, Due::Queue(i))
+            } else {
+                (k.0, k.1, Due::Packet(k))
+            }
+        }
+    };
+    let t = first.0;
     if t > until {
         return Err(StepResult::Limit);
     }
     if !world.cfg.reorder {
-        heap.pop();
-        return Ok((t, first));
+        if let Due::Queue(_) = first.2 {
+            heap.pop();
+        }
+        return Ok((t, first.2));
     }
-    // Gather every queue whose front is due at `t`.
-    let mut candidates: Vec<Reverse<(u64, u64, usize)>> = Vec::new();
+    // Gather every queue front and every destination's first segment due at `t`.
+    let mut candidates: Vec<(u64, Due)> = Vec::new();
+    let mut fronts: Vec<Reverse<(u64, u64, usize)>> = Vec::new();
     let mut later: Vec<Reverse<(u64, u64, usize)>> = Vec::new();
     while let Some(&Reverse((et, seq, index))) = heap.peek() {
         if et != t {
             break;
         }
         let entry = heap.pop().unwrap_or(Reverse((et, seq, index)));
-        if candidates.iter().any(|c| c.0 .2 == index) {
+        if fronts.iter().any(|c| c.0 .2 == index) {
             later.push(entry); // a later call of a queue already in the running
         } else if front(world, index) == Some((et, seq)) {
-            candidates.push(entry);
+            candidates.push((seq, Due::Queue(index)));
+            fronts.push(entry);
         }
     }
+    {
+        // A host's timers and the segments reaching it keep their FIFO order among
+        // themselves: per host, only the earliest of the two is a candidate.
+        let in_flight = world.net.in_flight.borrow();
+        let mut hosts_seen: Vec<usize> = Vec::new();
+        for (key, pkt) in in_flight.range((t, 0)..=(t, u64::MAX)) {
+            let host = pkt.to_host();
+            if hosts_seen.contains(&host) {
+                continue;
+            }
+            hosts_seen.push(host);
+            match candidates.iter_mut().find(|c| c.1 == Due::Queue(host)) {
+                Some(c) if c.0 < key.1 => {}
+                Some(c) => *c = (key.1, Due::Packet(*key)),
+                None => candidates.push((key.1, Due::Packet(*key))),
+            }
+        }
+    }
+    candidates.sort_unstable_by_key(|c| c.0);
     let pick = if candidates.len() > 1 {
         world.choose(candidates.len() as u64) as usize
     } else {
         0
     };
-    let chosen = candidates.get(pick).map_or(first, |c| c.0 .2);
-    for (i, c) in candidates.into_iter().enumerate() {
-        if i != pick {
-            heap.push(c);
+    let chosen = candidates.get(pick).map_or(first.2, |c| c.1);
+    for f in fronts {
+        if Due::Queue(f.0 .2) != chosen {
+            heap.push(f);
         }
     }
     for e in later {
@@ -706,7 +753,7 @@ fn step(world: &Rc<World>, until: u64) -> StepResult {
     if !world.errors.borrow().is_empty() {
         return StepResult::Failed;
     }
-    let (t, index) = match next_due(world, until) {
+    let (t, due) = match next_due(world, until) {
         Ok(due) => due,
         Err(stop) => return stop,
     };
@@ -718,13 +765,25 @@ fn step(world: &Rc<World>, until: u64) -> StepResult {
         });
         return StepResult::Failed;
     }
-    let host = world.host(index);
     world.now.set(t);
-    let call = match &host {
-        Some(h) => h.st.pop_due(t),
-        None => {
+    let (host, call): (Option<Host>, Option<Box<dyn FnOnce()>>) = match due {
+        Due::Packet(key) => {
+            let pkt = world.net.in_flight.borrow_mut().remove(&key);
+            let host = pkt.as_ref().and_then(|p| world.host(p.to_host()));
+            let w = world.clone();
+            let call: Option<Box<dyn FnOnce()>> =
+                pkt.map(|p| Box::new(move || crate::net::arrive(&w, p)) as Box<dyn FnOnce()>);
+            (host, call)
+        }
+        Due::Queue(SYS) => {
             world.sys.set_now(Instant::from_nanos(t));
-            world.sys.pop_due(Instant::from_nanos(t)).map(|(_, f)| f)
+            let call = world.sys.pop_due(Instant::from_nanos(t)).map(|(_, f)| f);
+            (None, call)
+        }
+        Due::Queue(index) => {
+            let host = world.host(index);
+            let call = host.as_ref().and_then(|h| h.st.pop_due(t));
+            (host, call)
         }
     };
     if let Some(call) = call {
