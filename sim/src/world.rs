@@ -766,47 +766,52 @@ fn step(world: &Rc<World>, until: u64) -> StepResult {
         return StepResult::Failed;
     }
     world.now.set(t);
-    let (host, call): (Option<Host>, Option<Box<dyn FnOnce()>>) = match due {
+    let (host, outcome) = match due {
         Due::Packet(key) => {
             let pkt = world.net.in_flight.borrow_mut().remove(&key);
-            let host = pkt.as_ref().and_then(|p| world.host(p.to_host()));
-            let w = world.clone();
-            let call: Option<Box<dyn FnOnce()>> =
-                pkt.map(|p| Box::new(move || crate::net::arrive(&w, p)) as Box<dyn FnOnce()>);
-            (host, call)
+            match pkt {
+                Some(p) => {
+                    let host = world.host(p.to_host());
+                    let w = world.clone();
+                    (
+                        host,
+                        Some(catch_unwind(AssertUnwindSafe(move || {
+                            crate::net::arrive(&w, p)
+                        }))),
+                    )
+                }
+                None => (None, None),
+            }
         }
         Due::Queue(SYS) => {
             world.sys.set_now(Instant::from_nanos(t));
             let call = world.sys.pop_due(Instant::from_nanos(t)).map(|(_, f)| f);
-            (None, call)
+            (None, call.map(|f| catch_unwind(AssertUnwindSafe(f))))
         }
         Due::Queue(index) => {
             let host = world.host(index);
             let call = host.as_ref().and_then(|h| h.st.pop_due(t));
-            (host, call)
+            (host, call.map(|f| catch_unwind(AssertUnwindSafe(f))))
         }
     };
-    if let Some(call) = call {
-        let outcome = catch_unwind(AssertUnwindSafe(call));
-        if let Err(payload) = outcome {
-            let message = torsion::error::Panicked::from_payload(payload).message;
-            let (host_index, name) = match &host {
-                Some(h) => (Some(h.st.index), h.name().to_string()),
-                None => (None, "world".to_string()),
-            };
-            world.record(
-                host_index,
-                None,
-                Kind::Panic {
-                    message: message.clone(),
-                },
-            );
-            world.fail(SimError::Panic {
-                host: name,
-                conn: None,
-                message,
-            });
-        }
+    if let Some(Err(payload)) = outcome {
+        let message = torsion::error::Panicked::from_payload(payload).message;
+        let (host_index, name) = match &host {
+            Some(h) => (Some(h.st.index), h.name().to_string()),
+            None => (None, "world".to_string()),
+        };
+        world.record(
+            host_index,
+            None,
+            Kind::Panic {
+                message: message.clone(),
+            },
+        );
+        world.fail(SimError::Panic {
+            host: name,
+            conn: None,
+            message,
+        });
     }
     crate::net::flush_dirty(world);
     check_invariants(world);
