@@ -58,11 +58,91 @@ pub(crate) struct Packet {
 pub(crate) struct Net {
     /// Segments in flight, by (arrival time, sequence): the bulk of a run's events, kept out
     /// of the hosts' timer queues so that each costs one ordered-map insert and removal.
-    pub(crate) in_flight: RefCell<std::collections::BTreeMap<(u64, u64), Packet>>,
+    pub(crate) in_flight: RefCell<Flight>,
     dirty: RefCell<Vec<Rc<SimConn>>>,
     spare: RefCell<Vec<Rc<SimConn>>>,
     cut: RefCell<BTreeSet<(usize, usize)>>,
     held: RefCell<Vec<Packet>>,
+}
+
+/// Segments in flight: a heap of (arrival, sequence, slot) over a slab of packets, so that
+/// moving a packet in and out costs no copying of the packet itself.
+#[derive(Default)]
+pub(crate) struct Flight {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, u32)>>,
+    slots: Vec<Option<Packet>>,
+    free: Vec<u32>,
+}
+
+impl Flight {
+    fn insert(&mut self, at: u64, seq: u64, pkt: Packet) {
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(pkt);
+                i
+            }
+            None => {
+                self.slots.push(Some(pkt));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.heap.push(std::cmp::Reverse((at, seq, slot)));
+    }
+
+    /// The earliest (arrival, sequence).
+    pub(crate) fn front(&self) -> Option<(u64, u64)> {
+        self.heap.peek().map(|r| (r.0 .0, r.0 .1))
+    }
+
+    /// Whether a second segment is due at `t` as well as the front (a cheap look at the
+    /// heap's two children of the root).
+    pub(crate) fn second_at(&self, t: u64) -> bool {
+        self.heap
+            .as_slice()
+            .iter()
+            .skip(1)
+            .take(2)
+            .any(|r| r.0 .0 == t)
+    }
+
+    /// (sequence, destination host) of every segment due at `t`, in sequence order.
+    pub(crate) fn due_at(&mut self, t: u64) -> Vec<(u64, usize)> {
+        let mut popped = Vec::new();
+        while let Some(top) = self.heap.peek() {
+            if top.0 .0 != t {
+                break;
+            }
+            if let Some(e) = self.heap.pop() {
+                popped.push(e);
+            }
+        }
+        let out = popped
+            .iter()
+            .filter_map(|r| {
+                let p = self.slots.get(r.0 .2 as usize)?.as_ref()?;
+                Some((r.0 .1, p.to_host))
+            })
+            .collect();
+        self.heap.extend(popped);
+        out
+    }
+
+    /// Removes the segment with key (t, seq).
+    pub(crate) fn take(&mut self, key: (u64, u64)) -> Option<Packet> {
+        let mut skipped = Vec::new();
+        let mut found = None;
+        while let Some(e) = self.heap.pop() {
+            if (e.0 .0, e.0 .1) == key {
+                found = Some(e.0 .2);
+                break;
+            }
+            skipped.push(e);
+        }
+        self.heap.extend(skipped);
+        let slot = found?;
+        self.free.push(slot);
+        self.slots.get_mut(slot as usize)?.take()
+    }
 }
 
 /// One end of a simulated TCP connection.
@@ -375,7 +455,7 @@ fn transmit(world: &Rc<World>, pkt: Packet) {
     };
     let seq = world.seq.get();
     world.seq.set(seq + 1);
-    world.net.in_flight.borrow_mut().insert((at, seq), pkt);
+    world.net.in_flight.borrow_mut().insert(at, seq, pkt);
 }
 
 /// A segment reaches its host (the world's step calls this for in-flight packets).

@@ -674,7 +674,7 @@ fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
         }
         heap.pop();
     };
-    let packet_front = world.net.in_flight.borrow().keys().next().copied();
+    let packet_front = world.net.in_flight.borrow().front();
     let first = match (queue_front, packet_front) {
         (None, None) => return Err(StepResult::Idle),
         (Some((t, seq, i)), None) => (t, seq, Due::Queue(i)),
@@ -691,7 +691,16 @@ fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
     if t > until {
         return Err(StepResult::Limit);
     }
-    if !world.cfg.reorder {
+    // Could anything else be due at `t`? (The heaps' second-smallest entries are children
+    // of their roots; a stale one only costs a needless look.)
+    let tie = {
+        let mut due = usize::from(queue_front.is_some_and(|q| q.0 == t))
+            + usize::from(packet_front.is_some_and(|p| p.0 == t));
+        due += usize::from(heap.as_slice().iter().skip(1).take(2).any(|r| r.0 .0 == t));
+        due += usize::from(world.net.in_flight.borrow().second_at(t));
+        due >= 2
+    };
+    if !world.cfg.reorder || !tie {
         if let Due::Queue(_) = first.2 {
             heap.pop();
         }
@@ -716,18 +725,18 @@ fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
     {
         // A host's timers and the segments reaching it keep their FIFO order among
         // themselves: per host, only the earliest of the two is a candidate.
-        let in_flight = world.net.in_flight.borrow();
+        let due = world.net.in_flight.borrow_mut().due_at(t);
         let mut hosts_seen: Vec<usize> = Vec::new();
-        for (key, pkt) in in_flight.range((t, 0)..=(t, u64::MAX)) {
-            let host = pkt.to_host();
+        for (seq, host) in due {
             if hosts_seen.contains(&host) {
                 continue;
             }
             hosts_seen.push(host);
+            let key = (t, seq);
             match candidates.iter_mut().find(|c| c.1 == Due::Queue(host)) {
-                Some(c) if c.0 < key.1 => {}
-                Some(c) => *c = (key.1, Due::Packet(*key)),
-                None => candidates.push((key.1, Due::Packet(*key))),
+                Some(c) if c.0 < seq => {}
+                Some(c) => *c = (seq, Due::Packet(key)),
+                None => candidates.push((seq, Due::Packet(key))),
             }
         }
     }
@@ -768,7 +777,7 @@ fn step(world: &Rc<World>, until: u64) -> StepResult {
     world.now.set(t);
     let (host, outcome) = match due {
         Due::Packet(key) => {
-            let pkt = world.net.in_flight.borrow_mut().remove(&key);
+            let pkt = world.net.in_flight.borrow_mut().take(key);
             match pkt {
                 Some(p) => {
                     let host = world.host(p.to_host());
