@@ -89,13 +89,53 @@ impl Flight {
         self.heap.push(std::cmp::Reverse((at, seq, slot)));
     }
 
-    /// The earliest (arrival, sequence).
-    pub(crate) fn front(&self) -> Option<(u64, u64)> {
-        self.heap.peek().map(|r| (r.0 .0, r.0 .1))
+    fn live(&self, slot: u32) -> bool {
+        self.slots.get(slot as usize).is_some_and(Option::is_some)
     }
 
-    /// Whether a second segment is due at `t` as well as the front (a cheap look at the
-    /// heap's two children of the root).
+    /// The earliest (arrival, sequence), dropping entries already taken.
+    pub(crate) fn front(&mut self) -> Option<(u64, u64)> {
+        while let Some(top) = self.heap.peek() {
+            let slot = top.0 .2;
+            if self.live(slot) {
+                return Some((top.0 .0, top.0 .1));
+            }
+            // The entry's packet was taken: only now may its slot be reused.
+            self.heap.pop();
+            self.free.push(slot);
+        }
+        None
+    }
+
+    /// (sequence, destination host, slot) of every segment due at `t`. In a min-heap every
+    /// entry equal to the minimum is reached from the root through entries equal to it, so
+    /// a walk that stops at larger entries finds them all without popping anything.
+    pub(crate) fn due_at(&self, t: u64) -> Vec<(u64, usize, u32)> {
+        let heap = self.heap.as_slice();
+        let mut out = Vec::new();
+        let mut stack = vec![0usize];
+        while let Some(i) = stack.pop() {
+            let Some(e) = heap.get(i) else { continue };
+            if e.0 .0 != t {
+                continue;
+            }
+            if let Some(Some(p)) = self.slots.get(e.0 .2 as usize) {
+                out.push((e.0 .1, p.to_host, e.0 .2));
+            }
+            stack.push(2 * i + 1);
+            stack.push(2 * i + 2);
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Takes the packet in `slot`; its heap entry is dropped (and the slot freed) when it
+    /// surfaces.
+    pub(crate) fn take(&mut self, slot: u32) -> Option<Packet> {
+        self.slots.get_mut(slot as usize)?.take()
+    }
+
+    /// Whether a child of the root is due at `t` (then more than one segment may be).
     pub(crate) fn second_at(&self, t: u64) -> bool {
         self.heap
             .as_slice()
@@ -105,43 +145,9 @@ impl Flight {
             .any(|r| r.0 .0 == t)
     }
 
-    /// (sequence, destination host) of every segment due at `t`, in sequence order.
-    pub(crate) fn due_at(&mut self, t: u64) -> Vec<(u64, usize)> {
-        let mut popped = Vec::new();
-        while let Some(top) = self.heap.peek() {
-            if top.0 .0 != t {
-                break;
-            }
-            if let Some(e) = self.heap.pop() {
-                popped.push(e);
-            }
-        }
-        let out = popped
-            .iter()
-            .filter_map(|r| {
-                let p = self.slots.get(r.0 .2 as usize)?.as_ref()?;
-                Some((r.0 .1, p.to_host))
-            })
-            .collect();
-        self.heap.extend(popped);
-        out
-    }
-
-    /// Removes the segment with key (t, seq).
-    pub(crate) fn take(&mut self, key: (u64, u64)) -> Option<Packet> {
-        let mut skipped = Vec::new();
-        let mut found = None;
-        while let Some(e) = self.heap.pop() {
-            if (e.0 .0, e.0 .1) == key {
-                found = Some(e.0 .2);
-                break;
-            }
-            skipped.push(e);
-        }
-        self.heap.extend(skipped);
-        let slot = found?;
-        self.free.push(slot);
-        self.slots.get_mut(slot as usize)?.take()
+    /// The slot of the front entry.
+    pub(crate) fn front_slot(&self) -> Option<u32> {
+        self.heap.peek().map(|r| r.0 .2)
     }
 }
 
@@ -274,7 +280,9 @@ fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
         };
         let data = c.conn.peek_output(|a, b| {
             let mut v = Vec::with_capacity(seg);
-            v.extend(a.iter().chain(b).take(seg));
+            let first = seg.min(a.len());
+            v.extend_from_slice(&a[..first]);
+            v.extend_from_slice(&b[..seg - first]);
             v
         });
         c.conn.consume_output(seg);

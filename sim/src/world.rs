@@ -653,16 +653,33 @@ fn front(world: &World, index: usize) -> Option<(u64, u64)> {
 enum Due {
     /// The front of a host's queue (or `SYS`, the world's).
     Queue(usize),
-    /// A segment in flight, by its key.
-    Packet((u64, u64)),
+    /// A segment in flight, by its slot.
+    Packet(u32),
+}
+
+/// Every entry of a min-heap slice equal to `t`: such entries hang from the root through
+/// entries equal to `t`, so the walk stops at larger ones.
+fn heap_entries_at(heap: &[Reverse<(u64, u64, usize)>], t: u64) -> Vec<(u64, usize)> {
+    let mut out = Vec::new();
+    let mut stack = vec![0usize];
+    while let Some(i) = stack.pop() {
+        let Some(e) = heap.get(i) else { continue };
+        if e.0 .0 != t {
+            continue;
+        }
+        out.push((e.0 .1, e.0 .2));
+        stack.push(2 * i + 1);
+        stack.push(2 * i + 2);
+    }
+    out
 }
 
 /// Finds what runs next. Every scheduled call has an entry in `wakeups`, and the heap's
 /// minimum is never later than any queue's front; so a minimum entry that is not its
 /// queue's front is stale (cancelled or moved) and is dropped. Segments in flight wait in
-/// their own ordered map. When several are due at the same instant — fronts of different
-/// queues, and the first segment for each destination host — the decision source picks one
-/// (choice 0: the earliest scheduled); the rest stay where they are.
+/// their own heap. When several are due at the same instant on different hosts — a host's
+/// earliest timer or segment, per host — the decision source picks one (choice 0: the
+/// earliest scheduled). What is not picked stays where it is.
 fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
     let mut heap = world.wakeups.borrow_mut();
     let queue_front = loop {
@@ -674,86 +691,53 @@ fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
         }
         heap.pop();
     };
-    let packet_front = world.net.in_flight.borrow().front();
+    let mut flight = world.net.in_flight.borrow_mut();
+    let packet_front = flight.front();
     let first = match (queue_front, packet_front) {
         (None, None) => return Err(StepResult::Idle),
+        (Some((t, seq, i)), p) if p.is_none_or(|p| (t, seq) < p) => (t, seq, Due::Queue(i)),
+        (_, Some((t, seq))) => (t, seq, Due::Packet(flight.front_slot().unwrap_or(u32::MAX))),
         (Some((t, seq, i)), None) => (t, seq, Due::Queue(i)),
-        (None, Some(k)) => (k.0, k.1, Due::Packet(k)),
-        (Some((t, seq, i)), Some(k)) => {
-            if (t, seq) < k {
-                (t, seq, Due::Queue(i))
-            } else {
-                (k.0, k.1, Due::Packet(k))
-            }
-        }
     };
     let t = first.0;
     if t > until {
         return Err(StepResult::Limit);
     }
-    // Could anything else be due at `t`? (The heaps' second-smallest entries are children
-    // of their roots; a stale one only costs a needless look.)
-    let tie = {
-        let mut due = usize::from(queue_front.is_some_and(|q| q.0 == t))
-            + usize::from(packet_front.is_some_and(|p| p.0 == t));
-        due += usize::from(heap.as_slice().iter().skip(1).take(2).any(|r| r.0 .0 == t));
-        due += usize::from(world.net.in_flight.borrow().second_at(t));
-        due >= 2
+    // Anything else due at `t`? In a min-heap, only if a child of the root is (exact).
+    let child_at =
+        |slice: &[Reverse<(u64, u64, usize)>]| slice.iter().skip(1).take(2).any(|e| e.0 .0 == t);
+    let others = usize::from(queue_front.is_some_and(|q| q.0 == t))
+        + usize::from(packet_front.is_some_and(|p| p.0 == t))
+        + usize::from(child_at(heap.as_slice()))
+        + usize::from(flight.second_at(t));
+    let chosen = if world.cfg.reorder && others >= 2 {
+        // Per host, the earliest of its due timers and due segments is a candidate.
+        let mut candidates: Vec<(u64, usize, Due)> = Vec::new();
+        for (seq, index) in heap_entries_at(heap.as_slice(), t) {
+            if front(world, index) == Some((t, seq)) && !candidates.iter().any(|c| c.1 == index) {
+                candidates.push((seq, index, Due::Queue(index)));
+            }
+        }
+        for (seq, host, slot) in flight.due_at(t) {
+            match candidates.iter_mut().find(|c| c.1 == host) {
+                Some(c) if c.0 < seq => {}
+                Some(c) => *c = (seq, host, Due::Packet(slot)),
+                None => candidates.push((seq, host, Due::Packet(slot))),
+            }
+        }
+        if candidates.len() > 1 {
+            candidates.sort_unstable_by_key(|c| c.0);
+            candidates[world.choose(candidates.len() as u64) as usize].2
+        } else {
+            first.2
+        }
+    } else {
+        first.2
     };
-    if !world.cfg.reorder || !tie {
+    if chosen == first.2 {
         if let Due::Queue(_) = first.2 {
             heap.pop();
         }
-        return Ok((t, first.2));
-    }
-    // Gather every queue front and every destination's first segment due at `t`.
-    let mut candidates: Vec<(u64, Due)> = Vec::new();
-    let mut fronts: Vec<Reverse<(u64, u64, usize)>> = Vec::new();
-    let mut later: Vec<Reverse<(u64, u64, usize)>> = Vec::new();
-    while let Some(&Reverse((et, seq, index))) = heap.peek() {
-        if et != t {
-            break;
-        }
-        let entry = heap.pop().unwrap_or(Reverse((et, seq, index)));
-        if fronts.iter().any(|c| c.0 .2 == index) {
-            later.push(entry); // a later call of a queue already in the running
-        } else if front(world, index) == Some((et, seq)) {
-            candidates.push((seq, Due::Queue(index)));
-            fronts.push(entry);
-        }
-    }
-    {
-        // A host's timers and the segments reaching it keep their FIFO order among
-        // themselves: per host, only the earliest of the two is a candidate.
-        let due = world.net.in_flight.borrow_mut().due_at(t);
-        let mut hosts_seen: Vec<usize> = Vec::new();
-        for (seq, host) in due {
-            if hosts_seen.contains(&host) {
-                continue;
-            }
-            hosts_seen.push(host);
-            let key = (t, seq);
-            match candidates.iter_mut().find(|c| c.1 == Due::Queue(host)) {
-                Some(c) if c.0 < seq => {}
-                Some(c) => *c = (seq, Due::Packet(key)),
-                None => candidates.push((seq, Due::Packet(key))),
-            }
-        }
-    }
-    candidates.sort_unstable_by_key(|c| c.0);
-    let pick = if candidates.len() > 1 {
-        world.choose(candidates.len() as u64) as usize
-    } else {
-        0
-    };
-    let chosen = candidates.get(pick).map_or(first.2, |c| c.1);
-    for f in fronts {
-        if Due::Queue(f.0 .2) != chosen {
-            heap.push(f);
-        }
-    }
-    for e in later {
-        heap.push(e);
     }
     Ok((t, chosen))
 }
@@ -776,8 +760,8 @@ fn step(world: &Rc<World>, until: u64) -> StepResult {
     }
     world.now.set(t);
     let (host, outcome) = match due {
-        Due::Packet(key) => {
-            let pkt = world.net.in_flight.borrow_mut().take(key);
+        Due::Packet(slot) => {
+            let pkt = world.net.in_flight.borrow_mut().take(slot);
             match pkt {
                 Some(p) => {
                     let host = world.host(p.to_host());
