@@ -3,6 +3,11 @@
 //! Workload: 1 server, 10 clients, each ping-ponging 100 messages of 1..64 bytes (sizes and
 //! contents drawn from the reactor's random source), latency 1..10 ms, fragmentation on, no
 //! faults. Prints `echo_seeds_per_s` and `echo_events_per_s`.
+//!
+//! Also: `conns_100k_rss_mib`, the resident memory after opening 100,000 simulated
+//! connections (100 client hosts × 1,000) to one server and delivering a byte on each; and
+//! `heartbeat_hour_wall_s`, the wall time to simulate one hour of 1,000 connections each
+//! sending a heartbeat every second.
 // A benchmark's stopwatch is the one place the wall clock belongs.
 #![allow(clippy::disallowed_methods)]
 
@@ -101,7 +106,87 @@ fn run_seed(seed: u64) -> u64 {
     sim.steps()
 }
 
+/// Sends one byte a second, forever, on its connection (scoped timers).
+#[derive(Default)]
+struct Heart;
+impl Protocol for Heart {
+    fn connection_made(&mut self, t: &Transport) {
+        beat(t.clone());
+    }
+    fn data_received(&mut self, _d: &[u8]) {}
+}
+fn beat(t: Transport) {
+    let t2 = t.clone();
+    t.call_later(Duration::from_secs(1), move |_me: &mut Heart| {
+        t2.write(b".");
+        beat(t2.clone());
+    });
+}
+
+#[derive(Default)]
+struct Quiet;
+impl Protocol for Quiet {
+    fn data_received(&mut self, _d: &[u8]) {}
+}
+
+#[derive(Default)]
+struct Hello;
+impl Protocol for Hello {
+    fn connection_made(&mut self, t: &Transport) {
+        t.write(b"!");
+    }
+    fn data_received(&mut self, _d: &[u8]) {}
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn conns_100k() -> (f64, usize) {
+    let sim = Sim::builder().seed(1).fragment(false).build();
+    let server = sim.host("server");
+    server
+        .listen_tcp(9, ForProtocol::<Quiet>::new())
+        .expect("listen");
+    for h in 0..100 {
+        let c = sim.host(&format!("c{h}"));
+        for _ in 0..1000 {
+            c.connect_tcp("server", 9, ForProtocol::<Hello>::new());
+        }
+    }
+    sim.run_until_idle();
+    (rss_mib(), server.connection_count())
+}
+
+fn heartbeat_hour() -> f64 {
+    let sim = Sim::builder().seed(2).build();
+    let server = sim.host("server");
+    server
+        .listen_tcp(9, ForProtocol::<Quiet>::new())
+        .expect("listen");
+    for h in 0..10 {
+        let c = sim.host(&format!("c{h}"));
+        for _ in 0..100 {
+            c.connect_tcp("server", 9, ForProtocol::<Heart>::new());
+        }
+    }
+    let start = Instant::now();
+    sim.run_for(Duration::from_secs(3600));
+    let wall = start.elapsed().as_secs_f64();
+    assert!(sim.errors().is_empty(), "{:?}", sim.errors());
+    wall
+}
+
 fn main() {
+    // Memory first, before other workloads grow the heap.
+    let (rss, open) = conns_100k();
+    assert_eq!(open, 100_000, "every connection is open on the server");
+    println!("conns_100k_rss_mib: {rss:.0}");
     let seeds = 1000u64;
     let start = Instant::now();
     let mut events = 0;
@@ -111,4 +196,6 @@ fn main() {
     let secs = start.elapsed().as_secs_f64();
     println!("echo_seeds_per_s: {:.0}", seeds as f64 / secs);
     println!("echo_events_per_s: {:.0}", events as f64 / secs);
+    let wall = heartbeat_hour();
+    println!("heartbeat_hour_wall_s: {wall:.2}");
 }
