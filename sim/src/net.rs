@@ -287,8 +287,8 @@ fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
         });
         c.conn.consume_output(seg);
         c.in_flight.set(c.in_flight.get() + seg);
-        world.record_data(c.host, Some(c.id), false, &data);
         if world.chance(world.cfg.faults.reset_ppm) {
+            // The segment never leaves: the connection is reset in its place.
             world.record(
                 Some(c.host),
                 Some(c.id),
@@ -304,6 +304,7 @@ fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
             );
             return;
         }
+        world.record_data(c.host, Some(c.id), false, &data);
         send(world, c, Seg::Data(data));
     }
     match c.conn.close_action() {
