@@ -1,6 +1,9 @@
-//! torsion-apps: demo protocols written against torsion's public API only.
+//! torsion-apps: demo protocols written against torsion's public API only, each reading
+//! like its Twisted original. The same code runs on the real reactor (see `examples/`) and
+//! under torsion-sim (see `scenarios/` and the tests), and the planted-bug variants give the
+//! simulator something to find.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-/// The version of the torsion engine these apps are written against.
-pub const ENGINE: &str = torsion::VERSION;
+pub mod echo;
+pub mod qotd;
