@@ -56,8 +56,12 @@ pub(crate) struct State {
     links: VecDeque<Link>,
     canceller: Option<Canceller>,
     suppress_already_called: bool,
-    /// The inner Deferred this one waits on (for cancellation).
-    waiting_on: Option<Rc<Core>>,
+    /// The inner Deferred this one waits on (for cancellation). Weak: the inner holds the
+    /// waiting one strongly (through its `Resume` link), so a strong reference back would be
+    /// a cycle, leaking every chain abandoned unfired. A waited-on Deferred is kept alive by
+    /// whoever will fire it; one nobody can fire is dropped, and `cancel` then has nothing
+    /// to reach (Twisted, with a cycle collector, would call its canceller).
+    waiting_on: Option<std::rc::Weak<Core>>,
     /// Type of the value the chain is fired with, and of the value at its end, for the typed
     /// layer's misuse checks.
     pub(crate) head: std::any::TypeId,
@@ -78,7 +82,29 @@ impl Drop for Core {
                 unhandled::report(&failure);
             }
         }
-        // Links and canceller drop after this, outside any borrow.
+        // A chain of waiting Deferreds is held together by `Resume` links (each inner
+        // Deferred holds the one waiting on it), and `chain_deferred` by `Forward` links.
+        // Dropping such a chain naively recurses once per link; unlink it iteratively.
+        let mut orphans: Vec<Rc<Core>> = Vec::new();
+        collect_links(st, &mut orphans);
+        while let Some(core) = orphans.pop() {
+            if Rc::strong_count(&core) == 1 {
+                if let Ok(mut inner) = core.st.try_borrow_mut() {
+                    collect_links(&mut inner, &mut orphans);
+                }
+            }
+            drop(core); // its own links are gone: no recursion
+        }
+    }
+}
+
+/// Moves the Deferreds `st` holds out into `out`, dropping its callbacks.
+fn collect_links(st: &mut State, out: &mut Vec<Rc<Core>>) {
+    for link in st.links.drain(..) {
+        match link {
+            Link::Resume(c) | Link::Forward(c) => out.push(c),
+            Link::Call(f) => drop(f),
+        }
     }
 }
 
@@ -208,7 +234,7 @@ pub(crate) fn cancel(core: &Rc<Core>) {
             (st.called, st.waiting_on.clone())
         };
         if called {
-            match waiting_on {
+            match waiting_on.and_then(|w| w.upgrade()) {
                 Some(inner) => {
                     cur = inner;
                     continue;
@@ -337,7 +363,7 @@ fn run_call(cur: &Rc<Core>, f: Callback) {
                 st.result = r;
             } else {
                 st.paused += 1;
-                st.waiting_on = Some(inner.clone());
+                st.waiting_on = Some(Rc::downgrade(&inner));
                 ist.links.push_back(Link::Resume(cur.clone()));
             }
         }

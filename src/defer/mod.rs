@@ -49,6 +49,9 @@ mod deferred;
 mod failure;
 mod unhandled;
 
+#[cfg(test)]
+mod tests;
+
 pub use deferred::{fail, maybe_deferred, succeed, Deferred, IntoOutcome, Outcome};
 pub use failure::{Causes, Failure, Message};
 pub use unhandled::{set_unhandled_error_hook, UnhandledErrorHook};

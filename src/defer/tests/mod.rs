@@ -1,0 +1,3 @@
+//! The Deferred test suite, ported from the behaviours of Twisted's `test_defer.py`.
+
+mod depth;
