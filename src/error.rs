@@ -122,3 +122,43 @@ impl Panicked {
         Panicked { message }
     }
 }
+
+/// A member of a `DeferredList` (with `fire_on_one_errback`) or of `gather_results` failed
+/// (Twisted's `FirstError`): which one, and how.
+#[derive(Debug, Clone, Error)]
+#[error("member {index} failed: {failure}")]
+pub struct FirstError {
+    /// The member's failure.
+    pub failure: crate::defer::Failure,
+    /// Its position in the input.
+    pub index: usize,
+}
+
+/// Every member of a `race` failed (Twisted's `FailureGroup`).
+#[derive(Debug, Clone, Error)]
+#[error("all {} racers failed", failures.len())]
+pub struct FailureGroup {
+    /// The failures, in input order.
+    pub failures: Vec<crate::defer::Failure>,
+}
+
+/// `put` on a full `DeferredQueue` (Twisted's `QueueOverflow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("the queue is full")]
+pub struct QueueOverflow;
+
+/// `get` on a `DeferredQueue` whose backlog of waiting getters is full (Twisted's
+/// `QueueUnderflow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("too many waiting getters")]
+pub struct QueueUnderflow;
+
+/// `release` of a lock or semaphore that is not held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("released more often than acquired")]
+pub struct NotAcquired;
+
+/// A `DeferredSemaphore` needs at least one token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("a semaphore needs at least one token")]
+pub struct NoTokens;

@@ -47,6 +47,9 @@
 mod core;
 mod deferred;
 mod failure;
+mod list;
+mod lock;
+mod queue;
 mod unhandled;
 
 #[cfg(test)]
@@ -54,4 +57,7 @@ mod tests;
 
 pub use deferred::{fail, maybe_deferred, succeed, Deferred, IntoOutcome, Outcome};
 pub use failure::{Causes, Failure, Message};
+pub use list::{gather_results, race, DeferredList, FirstCallback};
+pub use lock::{DeferredLock, DeferredSemaphore};
+pub use queue::DeferredQueue;
 pub use unhandled::{set_unhandled_error_hook, UnhandledErrorHook};

@@ -1,3 +1,10 @@
 //! The Deferred test suite, ported from the behaviours of Twisted's `test_defer.py`.
 
+mod callbacks;
+mod cancel;
+mod chaining;
+mod combinators;
 mod depth;
+mod failure;
+mod support;
+mod unhandled;

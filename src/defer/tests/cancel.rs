@@ -1,0 +1,226 @@
+//! Cancellation and timeouts.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::support::{log, push};
+use crate::defer::{Deferred, Failure};
+use crate::error::{AlreadyCalledError, CancelledError, TimeoutError};
+use crate::reactor::ReactorTime;
+use crate::testing::Clock;
+
+#[test]
+fn test_cancel_without_canceller_fails_with_cancelled_error() {
+    let d = Deferred::<i32>::new();
+    d.cancel();
+    assert!(d.take_result().unwrap().unwrap_err().is::<CancelledError>());
+}
+
+#[test]
+fn test_cancel_without_canceller_swallows_one_fire() {
+    let d = Deferred::<i32>::new();
+    d.cancel();
+    assert_eq!(d.callback(1), Ok(()), "the first late fire is absorbed");
+    assert_eq!(d.callback(2), Err(AlreadyCalledError), "the second is not");
+    let _ = d.take_result();
+}
+
+#[test]
+fn test_cancel_without_canceller_swallows_a_late_errback_too() {
+    let d = Deferred::<i32>::new();
+    d.cancel();
+    assert_eq!(d.errback(Failure::msg("late")), Ok(()));
+    assert!(d.take_result().unwrap().unwrap_err().is::<CancelledError>());
+}
+
+#[test]
+fn test_canceller_called_once() {
+    let calls = Rc::new(Cell::new(0));
+    let c = calls.clone();
+    let d = Deferred::<i32>::with_canceller(move |_| c.set(c.get() + 1));
+    d.cancel();
+    d.cancel();
+    assert_eq!(calls.get(), 1);
+    assert!(d.take_result().unwrap().unwrap_err().is::<CancelledError>());
+}
+
+#[test]
+fn test_canceller_that_fires_with_a_value_wins() {
+    let d = Deferred::<&str>::with_canceller(|d| {
+        d.callback("cancelled gracefully").unwrap();
+    });
+    d.cancel();
+    assert_eq!(d.result().unwrap().unwrap(), "cancelled gracefully");
+}
+
+#[test]
+fn test_canceller_that_errbacks_with_its_own_failure() {
+    let d = Deferred::<()>::with_canceller(|d| {
+        d.errback(Failure::msg("custom")).unwrap();
+    });
+    d.cancel();
+    assert_eq!(d.take_result().unwrap().unwrap_err().to_string(), "custom");
+}
+
+#[test]
+fn test_canceller_does_not_suppress_already_called() {
+    let d = Deferred::<i32>::with_canceller(|_| {});
+    d.cancel();
+    assert_eq!(d.callback(1), Err(AlreadyCalledError));
+    let _ = d.take_result();
+}
+
+#[test]
+fn test_cancel_on_fired_deferred_does_nothing() {
+    let calls = Rc::new(Cell::new(0));
+    let c = calls.clone();
+    let d = Deferred::<i32>::with_canceller(move |_| c.set(1));
+    d.callback(3).unwrap();
+    d.cancel();
+    assert_eq!(calls.get(), 0);
+    assert_eq!(d.result().unwrap().unwrap(), 3);
+}
+
+#[test]
+fn test_cancel_fired_deferred_waiting_on_inner_cancels_inner() {
+    let l = log();
+    let l2 = l.clone();
+    let inner = Deferred::<i32>::with_canceller(move |_| push(&l2, "inner cancelled"));
+    let outer = Deferred::<i32>::new();
+    let i = inner.clone();
+    let out = outer.clone().and_then(move |_| i);
+    outer.callback(0).unwrap();
+    out.cancel();
+    assert_eq!(*l.borrow(), vec!["inner cancelled"]);
+    assert!(out
+        .take_result()
+        .unwrap()
+        .unwrap_err()
+        .is::<CancelledError>());
+}
+
+#[test]
+fn test_cancel_reaches_through_two_levels() {
+    let hit = Rc::new(Cell::new(false));
+    let h = hit.clone();
+    let innermost = Deferred::<i32>::with_canceller(move |_| h.set(true));
+    let middle = Deferred::<i32>::new();
+    let outer = Deferred::<i32>::new();
+    let (m, im) = (middle.clone(), innermost.clone());
+    let _mw = middle.clone().and_then(move |_| im);
+    let out = outer.clone().and_then(move |_| m);
+    outer.callback(0).unwrap();
+    middle.callback(0).unwrap();
+    out.cancel();
+    assert!(hit.get());
+    assert!(out
+        .take_result()
+        .unwrap()
+        .unwrap_err()
+        .is::<CancelledError>());
+}
+
+#[test]
+fn test_errback_added_before_cancel_can_trap_it() {
+    let d = Deferred::<i32>::new();
+    let out = d.clone().add_errback(|f| {
+        f.trap::<CancelledError>()?;
+        Ok(0)
+    });
+    d.cancel();
+    assert_eq!(out.result().unwrap().unwrap(), 0);
+}
+
+#[test]
+fn test_timeout_fires_timeout_error() {
+    let clock = Clock::new();
+    let d = Deferred::<i32>::new().add_timeout(Duration::from_secs(10), &clock);
+    clock.advance(Duration::from_secs(9));
+    assert!(!d.called());
+    clock.advance(Duration::from_secs(1));
+    let f = d.take_result().unwrap().unwrap_err();
+    assert_eq!(
+        f.downcast_ref::<TimeoutError>(),
+        Some(&TimeoutError(Duration::from_secs(10)))
+    );
+}
+
+#[test]
+fn test_timeout_not_hit_cancels_its_timer() {
+    let clock = Clock::new();
+    let d = Deferred::<i32>::new();
+    let out = d.clone().add_timeout(Duration::from_secs(10), &clock);
+    assert_eq!(clock.get_delayed_calls().len(), 1);
+    clock.advance(Duration::from_secs(5));
+    d.callback(1).unwrap();
+    assert!(
+        clock.get_delayed_calls().is_empty(),
+        "the timeout call is cancelled"
+    );
+    assert_eq!(out.result().unwrap().unwrap(), 1);
+    assert_eq!(clock.seconds().since_epoch(), Duration::from_secs(5));
+}
+
+#[test]
+fn test_timeout_with_canceller_value_wins() {
+    let clock = Clock::new();
+    let d = Deferred::<&str>::with_canceller(|d| {
+        d.callback("fallback").unwrap();
+    })
+    .add_timeout(Duration::from_secs(1), &clock);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(d.result().unwrap().unwrap(), "fallback");
+}
+
+#[test]
+fn test_timeout_after_errback_that_traps_cancelled_gives_success() {
+    let clock = Clock::new();
+    let d = Deferred::<i32>::new()
+        .add_errback(|f| {
+            f.trap::<CancelledError>()?;
+            Ok(99)
+        })
+        .add_timeout(Duration::from_secs(1), &clock);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(d.result().unwrap().unwrap(), 99);
+}
+
+#[test]
+fn test_timeout_does_not_cover_callbacks_added_after_it() {
+    let clock = Clock::new();
+    let d = Deferred::<i32>::new();
+    let out = d
+        .clone()
+        .add_timeout(Duration::from_secs(1), &clock)
+        .add_errback(|f| {
+            // This errback is after the conversion: it sees TimeoutError.
+            Ok::<_, Failure>(if f.is::<TimeoutError>() { 1 } else { 2 })
+        });
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(out.result().unwrap().unwrap(), 1);
+}
+
+#[test]
+fn test_timeout_other_failures_pass_unchanged() {
+    let clock = Clock::new();
+    let d = Deferred::<i32>::new();
+    let out = d.clone().add_timeout(Duration::from_secs(5), &clock);
+    d.errback(Failure::msg("real error")).unwrap();
+    assert_eq!(
+        out.take_result().unwrap().unwrap_err().to_string(),
+        "real error"
+    );
+    assert!(clock.get_delayed_calls().is_empty());
+}
+
+#[test]
+fn test_timeout_with_custom_on_timeout() {
+    let clock = Clock::new();
+    let d = Deferred::<i32>::new().add_timeout_with(Duration::from_secs(3), &clock, |r, t| {
+        assert!(r.unwrap_err().is::<CancelledError>());
+        Ok(t.as_secs() as i32)
+    });
+    clock.advance(Duration::from_secs(3));
+    assert_eq!(d.result().unwrap().unwrap(), 3);
+}
