@@ -320,6 +320,37 @@ impl ReactorTime for Host {
     }
 }
 
+impl torsion::reactor::ReactorThreads for Host {
+    fn thread_caller(&self) -> torsion::reactor::ThreadCaller {
+        match self.st.world() {
+            Some(w) => w.thread_calls.caller(),
+            None => torsion::reactor::ThreadCallQueue::new(None).caller(),
+        }
+    }
+
+    /// No threads under simulation: `work` runs inline, now, and its Deferred fires after a
+    /// chosen virtual delay (0 to 10 ms; choice 0: at once, on the next turn).
+    fn defer_to_thread_boxed(
+        &self,
+        work: torsion::reactor::ThreadWork,
+    ) -> Deferred<Box<dyn std::any::Any + Send>> {
+        let d = Deferred::new();
+        let result = torsion::reactor::run_work(work);
+        let delay = self
+            .st
+            .world()
+            .map_or(0, |w| w.decide.borrow_mut().range(0, 10_000));
+        let fire = d.clone();
+        self.call_later_boxed(
+            Duration::from_micros(delay),
+            Box::new(move || {
+                let _ = fire.resolve(result);
+            }),
+        );
+        d
+    }
+}
+
 impl ReactorRandom for Host {
     fn next_u64(&self) -> u64 {
         self.st

@@ -161,6 +161,9 @@ pub(crate) struct World {
     /// queues (`SYS` for the world's own). Entries whose call was cancelled or moved are
     /// found stale and dropped when they surface: see [`next_due`].
     pub(crate) wakeups: RefCell<BinaryHeap<Reverse<(u64, u64, usize)>>>,
+    /// Calls from other threads (`call_from_thread`). A simulated world has no threads of
+    /// its own; these come from the test harness, and run before the next event.
+    pub(crate) thread_calls: torsion::reactor::ThreadCallQueue,
 }
 
 /// The host index of the world's own queue in `wakeups`.
@@ -332,6 +335,7 @@ impl SimBuilder {
             invariants: RefCell::new(Vec::new()),
             next_conn: Cell::new(1),
             wakeups: RefCell::new(BinaryHeap::new()),
+            thread_calls: torsion::reactor::ThreadCallQueue::new(None),
         });
         let w = Rc::downgrade(&world);
         world
@@ -745,6 +749,10 @@ fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
 fn step(world: &Rc<World>, until: u64) -> StepResult {
     if !world.errors.borrow().is_empty() {
         return StepResult::Failed;
+    }
+    if world.thread_calls.has_pending() {
+        world.thread_calls.drain();
+        crate::net::flush_dirty(world);
     }
     let (t, due) = match next_due(world, until) {
         Ok(due) => due,

@@ -67,6 +67,10 @@ pub(crate) struct State {
     pub(crate) head: std::any::TypeId,
     pub(crate) tail: std::any::TypeId,
     pub(crate) tail_name: &'static str,
+    /// The waker of a task awaiting this Deferred (see `future.rs`), and whether the link
+    /// that wakes it has been added.
+    pub(crate) waker: Option<std::task::Waker>,
+    pub(crate) wake_link: bool,
 }
 
 /// One Deferred's shared state.
@@ -127,6 +131,8 @@ impl Core {
                 head,
                 tail: head,
                 tail_name: name,
+                waker: None,
+                wake_link: false,
             }),
         })
     }

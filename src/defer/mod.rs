@@ -47,6 +47,7 @@
 mod core;
 mod deferred;
 mod failure;
+mod future;
 mod list;
 mod lock;
 mod queue;
@@ -55,8 +56,20 @@ mod unhandled;
 #[cfg(test)]
 mod tests;
 
+/// Installs a capturing unhandled-error hook for the rest of the thread (tests only).
+#[cfg(test)]
+pub(crate) fn tests_support_capture() -> std::rc::Rc<std::cell::RefCell<Vec<String>>> {
+    let seen: std::rc::Rc<std::cell::RefCell<Vec<String>>> = Default::default();
+    let s = seen.clone();
+    set_unhandled_error_hook(Some(std::rc::Rc::new(move |f: &Failure| {
+        s.borrow_mut().push(f.to_string())
+    })));
+    seen
+}
+
 pub use deferred::{fail, maybe_deferred, succeed, Deferred, IntoOutcome, Outcome};
 pub use failure::{Causes, Failure, Message};
+pub use future::{ensure_deferred, DeferredFuture};
 pub use list::{gather_results, race, DeferredList, FirstCallback};
 pub use lock::{DeferredLock, DeferredSemaphore};
 pub use queue::DeferredQueue;

@@ -47,6 +47,7 @@
 mod core;
 mod random;
 mod tcp;
+mod threads;
 mod time;
 mod timer;
 mod udp;
@@ -60,8 +61,31 @@ pub use tcp::{
     CannotListenError, ListeningPort, ListeningPortDriver, ReactorTcp, ReactorTcpExt,
     DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT,
 };
+pub use threads::{
+    run_work, Notify, ReactorThreads, ReactorThreadsExt, ThreadCall, ThreadCallQueue, ThreadCaller,
+    ThreadWork,
+};
 pub use time::{Instant, ReactorTime, ReactorTimeExt};
 pub use timer::{DelayedCall, PushObserver, TimerQueue};
+/// Every capability at once: what a protocol or application holds as `Rc<dyn Reactor>`.
+/// Implemented for anything that has them all (the real reactor, each simulated host,
+/// `MemoryReactor`).
+pub trait Reactor:
+    ReactorCore + ReactorTime + ReactorTcp + ReactorUdp + ReactorThreads + ReactorRandom
+{
+}
+
+impl<R> Reactor for R where
+    R: ReactorCore
+        + ReactorTime
+        + ReactorTcp
+        + ReactorUdp
+        + ReactorThreads
+        + ReactorRandom
+        + ?Sized
+{
+}
+
 pub use udp::{
     DatagramProtocol, DatagramTransport, DatagramTransportDriver, ReactorUdp, ReactorUdpExt,
     UdpError, DEFAULT_MAX_PACKET_SIZE,

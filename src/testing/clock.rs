@@ -2,7 +2,14 @@
 
 use std::time::Duration;
 
-use crate::reactor::{DelayedCall, Instant, ReactorTime, TimerQueue};
+use std::any::Any;
+use std::rc::Rc;
+
+use crate::defer::Deferred;
+use crate::reactor::{
+    run_work, DelayedCall, Instant, ReactorThreads, ReactorTime, ThreadCallQueue, ThreadCaller,
+    ThreadWork, TimerQueue,
+};
 
 /// A reactor clock that moves only when told to (Twisted's `task.Clock`).
 ///
@@ -23,9 +30,19 @@ use crate::reactor::{DelayedCall, Instant, ReactorTime, TimerQueue};
 /// assert_eq!(secs, vec![1, 2, 3]);
 /// assert_eq!(clock.seconds().since_epoch(), Duration::from_secs(10));
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Clock {
     queue: TimerQueue,
+    threads: Rc<ThreadCallQueue>,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            queue: TimerQueue::new(),
+            threads: Rc::new(ThreadCallQueue::new(None)),
+        }
+    }
 }
 
 impl Clock {
@@ -36,13 +53,19 @@ impl Clock {
 
     /// Moves time forward by `amount`, running every call that falls due on the way, each at
     /// its own time and in (deadline, sequence) order, including calls those calls schedule.
+    /// Calls queued from other threads (`call_from_thread`) run first, at the current time.
     pub fn advance(&self, amount: Duration) {
         let end = self.queue.now() + amount;
-        while let Some((at, call)) = self.queue.pop_due(end) {
+        loop {
+            self.threads.drain();
+            let Some((at, call)) = self.queue.pop_due(end) else {
+                break;
+            };
             self.queue.set_now(at);
             call();
         }
         self.queue.set_now(end);
+        self.threads.drain();
     }
 
     /// Advances by each amount in turn (Twisted's `pump`).
@@ -70,6 +93,24 @@ impl ReactorTime for Clock {
 
     fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
         self.queue.call_later_boxed(delay, f)
+    }
+}
+
+impl ReactorThreads for Clock {
+    fn thread_caller(&self) -> ThreadCaller {
+        self.threads.caller()
+    }
+
+    /// Runs `work` inline (a test double has no threads) and fires the Deferred on the next
+    /// turn, as a worker's result would arrive.
+    fn defer_to_thread_boxed(&self, work: ThreadWork) -> Deferred<Box<dyn Any + Send>> {
+        let d = Deferred::new();
+        let result = run_work(work);
+        let fire = d.clone();
+        self.queue.call_later(Duration::ZERO, move || {
+            let _ = fire.resolve(result);
+        });
+        d
     }
 }
 
@@ -141,6 +182,28 @@ mod tests {
         c.call_later(secs(1), move || l3.borrow_mut().push("second"));
         c.advance(secs(1));
         assert_eq!(*log.borrow(), vec!["first", "second", "soon"]);
+    }
+
+    #[test]
+    fn test_call_from_thread_runs_on_advance() {
+        use crate::reactor::ReactorThreadsExt;
+        let c = Clock::new();
+        let caller = c.thread_caller();
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = flag.clone();
+        #[allow(clippy::disallowed_methods)]
+        std::thread::spawn(move || {
+            caller.call(move || f.store(true, std::sync::atomic::Ordering::SeqCst))
+        })
+        .join()
+        .unwrap();
+        assert!(!flag.load(std::sync::atomic::Ordering::SeqCst));
+        c.run_due();
+        assert!(flag.load(std::sync::atomic::Ordering::SeqCst));
+        let d = c.defer_to_thread(|| 6 * 7);
+        assert!(!d.called(), "fires on a later turn");
+        c.run_due();
+        assert_eq!(d.result().unwrap().unwrap(), 42);
     }
 
     #[test]

@@ -336,6 +336,19 @@ impl ReactorTime for MemoryReactor {
     }
 }
 
+impl crate::reactor::ReactorThreads for MemoryReactor {
+    fn thread_caller(&self) -> crate::reactor::ThreadCaller {
+        self.inner.clock.thread_caller()
+    }
+
+    fn defer_to_thread_boxed(
+        &self,
+        work: crate::reactor::ThreadWork,
+    ) -> Deferred<Box<dyn std::any::Any + Send>> {
+        self.inner.clock.defer_to_thread_boxed(work)
+    }
+}
+
 impl ReactorRandom for MemoryReactor {
     fn next_u64(&self) -> u64 {
         self.inner.random.next_u64()

@@ -5,11 +5,14 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use torsion::defer::{Deferred, Failure};
+use torsion::error::Panicked;
 use torsion::error::{ConnectionAborted, ConnectionDone, ConnectionRefused};
 use torsion::protocol::{
     factory_fn, Address, ClientFactory, Connector, Factory, Producer, Protocol, Transport,
 };
-use torsion::reactor::{Phase, ReactorCoreExt, ReactorTcpExt, ReactorTimeExt, SystemEvent};
+use torsion::reactor::{
+    Phase, ReactorCoreExt, ReactorTcpExt, ReactorThreadsExt, ReactorTimeExt, SystemEvent,
+};
 
 use crate::env::Env;
 
@@ -618,4 +621,50 @@ impl Protocol for Fragile {
             push(&self.log, format!("lost: {reason}"));
         }
     }
+}
+
+pub fn defer_to_thread_fires_on_the_reactor(env: &dyn Env) {
+    let r = env.server();
+    let d = r.defer_to_thread(|| (1..=10u64).product::<u64>());
+    let fired = Rc::new(Cell::new(0u64));
+    let f = fired.clone();
+    let _ = d.add_callback(move |v| f.set(v));
+    let boom = r.defer_to_thread(|| -> u32 { panic!("in the worker") });
+    let failed = Rc::new(RefCell::new(String::new()));
+    let fl = failed.clone();
+    let _ = boom.add_errback(move |f| {
+        *fl.borrow_mut() = f
+            .downcast_ref::<Panicked>()
+            .map(|p| p.message.clone())
+            .unwrap_or_default();
+        Ok(0)
+    });
+    let (f, fl) = (fired.clone(), failed.clone());
+    assert!(env.run_until(&move || f.get() != 0 && !fl.borrow().is_empty(), LIMIT));
+    assert_eq!(fired.get(), 3_628_800);
+    assert_eq!(*failed.borrow(), "in the worker");
+}
+
+pub fn call_from_thread_runs_on_the_reactor(env: &dyn Env) {
+    let r = env.server();
+    let caller = r.thread_caller();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let h = hits.clone();
+    #[allow(clippy::disallowed_methods)]
+    std::thread::spawn(move || {
+        caller.call(move || {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+    })
+    .join()
+    .expect("thread");
+    // A timer keeps the reactor busy until the call has run.
+    let ran = Rc::new(Cell::new(false));
+    let rn = ran.clone();
+    r.call_later(Duration::from_millis(10), move || rn.set(true));
+    let (rn, h) = (ran.clone(), hits.clone());
+    assert!(env.run_until(
+        &move || rn.get() && h.load(std::sync::atomic::Ordering::SeqCst) == 1,
+        LIMIT
+    ));
 }

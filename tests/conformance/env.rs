@@ -3,12 +3,8 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use torsion::reactor::{ReactorCore, ReactorRandom, ReactorTcp, ReactorTime};
+use torsion::reactor::Reactor;
 use torsion_sim::{Host, Sim, SimError};
-
-/// What a conformance body may use of a reactor.
-pub trait Reactor: ReactorCore + ReactorTime + ReactorTcp + ReactorRandom {}
-impl<R: ReactorCore + ReactorTime + ReactorTcp + ReactorRandom + ?Sized> Reactor for R {}
 
 /// A backend: a server-side and a client-side reactor, and a way to drive them.
 pub trait Env {

@@ -46,4 +46,6 @@ conformance!(
     stop_listening_refuses_new_connections,
     shutdown_triggers_and_stop,
     panicking_protocol_loses_only_its_connection,
+    defer_to_thread_fires_on_the_reactor,
+    call_from_thread_runs_on_the_reactor,
 );
