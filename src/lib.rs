@@ -32,6 +32,7 @@ pub mod defer;
 pub mod error;
 pub mod protocol;
 pub mod reactor;
+pub mod task;
 pub mod testing;
 
 /// The engine's version, for tools that report what they drive.
