@@ -108,7 +108,7 @@ impl LoopingCall {
         clock: Rc<dyn ReactorTime>,
         mut f: impl FnMut(u64) -> Outcome<()> + 'static,
     ) -> Self {
-        Self::build(clock, Box::new(move |n| f(n)), true)
+        Self::build(clock, Box::new(f), true)
     }
 
     /// Whether it is running.
