@@ -106,7 +106,7 @@ impl LoopingCall {
     /// last run (1 when on time; more when runs were skipped).
     pub fn with_count(
         clock: Rc<dyn ReactorTime>,
-        mut f: impl FnMut(u64) -> Outcome<()> + 'static,
+        f: impl FnMut(u64) -> Outcome<()> + 'static,
     ) -> Self {
         Self::build(clock, Box::new(f), true)
     }
