@@ -31,6 +31,7 @@
 pub mod defer;
 pub mod error;
 pub mod protocol;
+pub mod protocols;
 pub mod reactor;
 pub mod task;
 pub mod testing;

@@ -8,7 +8,9 @@
 mod clock;
 mod iosim;
 mod memory_reactor;
+mod string_transport;
 
 pub use clock::Clock;
 pub use iosim::{connect, IOPump, CLIENT_ADDRESS, SERVER_ADDRESS};
 pub use memory_reactor::{ConnectRecord, ListenRecord, MemoryReactor};
+pub use string_transport::StringTransport;
