@@ -72,6 +72,27 @@ impl Connector {
     pub fn ptr_eq(&self, other: &Connector) -> bool {
         Rc::ptr_eq(&self.driver, &other.driver)
     }
+
+    /// A handle that does not keep the connector alive (for state a connector's own factory
+    /// keeps, which would otherwise form a cycle).
+    pub fn downgrade(&self) -> WeakConnector {
+        WeakConnector {
+            driver: Rc::downgrade(&self.driver),
+        }
+    }
+}
+
+/// A [`Connector`] handle that does not keep it alive.
+#[derive(Clone)]
+pub struct WeakConnector {
+    driver: std::rc::Weak<dyn ConnectorDriver>,
+}
+
+impl WeakConnector {
+    /// The connector, if it still exists.
+    pub fn upgrade(&self) -> Option<Connector> {
+        self.driver.upgrade().map(|driver| Connector { driver })
+    }
 }
 
 impl std::fmt::Debug for Connector {

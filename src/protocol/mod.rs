@@ -15,14 +15,16 @@ mod factory;
 mod producer;
 #[allow(clippy::module_inception)]
 mod protocol;
+mod reconnecting;
 mod transport;
 
 pub use address::{Address, AddressKind};
 pub use connection::{CloseAction, Connection};
-pub use connector::{Connector, ConnectorDriver, ConnectorState};
+pub use connector::{Connector, ConnectorDriver, ConnectorState, WeakConnector};
 pub use factory::{factory_fn, ClientFactory, Factory, FactoryStarts, FnFactory, ForProtocol};
 pub use producer::{
     Producer, ProducerError, PullProducer, PushProducer, HIGH_WATER_MARK, LOW_WATER_MARK,
 };
 pub use protocol::{find_protocol, Protocol};
+pub use reconnecting::{Backoff, ReconnectingClientFactory, RetryPolicy};
 pub use transport::{ScopedCall, Transport, TransportDriver};

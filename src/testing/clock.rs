@@ -7,8 +7,8 @@ use std::rc::Rc;
 
 use crate::defer::Deferred;
 use crate::reactor::{
-    run_work, DelayedCall, Instant, ReactorThreads, ReactorTime, ThreadCallQueue, ThreadCaller,
-    ThreadWork, TimerQueue,
+    run_work, DelayedCall, Instant, ReactorRandom, ReactorThreads, ReactorTime, SplitMix64,
+    ThreadCallQueue, ThreadCaller, ThreadWork, TimerQueue,
 };
 
 /// A reactor clock that moves only when told to (Twisted's `task.Clock`).
@@ -34,6 +34,7 @@ use crate::reactor::{
 pub struct Clock {
     queue: TimerQueue,
     threads: Rc<ThreadCallQueue>,
+    random: Rc<SplitMix64>,
 }
 
 impl Default for Clock {
@@ -41,6 +42,7 @@ impl Default for Clock {
         Clock {
             queue: TimerQueue::new(),
             threads: Rc::new(ThreadCallQueue::new(None)),
+            random: Rc::new(SplitMix64::new(0)),
         }
     }
 }
@@ -49,6 +51,14 @@ impl Clock {
     /// A clock reading zero with nothing scheduled.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A clock whose random source (for jitter) is seeded with `seed` (the default is 0).
+    pub fn with_seed(seed: u64) -> Self {
+        Clock {
+            random: Rc::new(SplitMix64::new(seed)),
+            ..Self::default()
+        }
     }
 
     /// Moves time forward by `amount`, running every call that falls due on the way, each at
@@ -93,6 +103,14 @@ impl ReactorTime for Clock {
 
     fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
         self.queue.call_later_boxed(delay, f)
+    }
+}
+
+/// A clock is also a random source, so code that jitters (`ReconnectingClientFactory`) can
+/// be tested on it alone.
+impl ReactorRandom for Clock {
+    fn next_u64(&self) -> u64 {
+        self.random.next_u64()
     }
 }
 
