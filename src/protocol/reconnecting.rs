@@ -347,7 +347,7 @@ mod tests {
         let p = RetryPolicy::default();
         assert_eq!(p.max_delay, Duration::from_secs(3600));
         assert_eq!(p.initial_delay, Duration::from_secs(1));
-        assert!((p.factor - 2.718_281_828_459_045).abs() < 1e-12);
+        assert_eq!(p.factor.to_bits(), std::f64::consts::E.to_bits());
         assert!((p.jitter - 0.119_626_565_582).abs() < 1e-15);
         assert_eq!(p.max_retries, None);
         let (_r, f, _c) = setup(p);
