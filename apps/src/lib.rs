@@ -5,5 +5,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod chat;
 pub mod echo;
+pub mod heartbeat;
+pub mod poetry;
 pub mod qotd;

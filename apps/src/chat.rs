@@ -1,0 +1,316 @@
+//! A chat server over lines (Twisted's classic `Chat` example): every member gets a nick,
+//! `/nick NAME` renames, `/quit` leaves, and any other line is broadcast to the others as
+//! `<nick> line`. An over-long line closes that member's connection only.
+//!
+//! Twisted's version:
+//!
+//! ```python
+//! class Chat(LineReceiver):
+//!     def lineReceived(self, line):
+//!         for name, protocol in self.users.items():
+//!             if protocol != self:
+//!                 protocol.sendLine(b"<" + self.name + b"> " + line)
+//! ```
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use torsion::defer::{Deferred, Failure};
+use torsion::protocol::{Address, ClientFactory, Connector, Factory, Protocol, Transport};
+use torsion::protocols::basic::{LineBuffer, LineReceiver};
+
+/// The members of a room and what was said in it.
+#[derive(Default)]
+pub struct Room {
+    members: Vec<Member>,
+    joined: u64,
+    said: Vec<String>,
+}
+
+struct Member {
+    id: u64,
+    nick: String,
+    transport: Transport,
+}
+
+impl Room {
+    /// A shared, empty room.
+    pub fn new() -> Rc<RefCell<Room>> {
+        Rc::default()
+    }
+
+    /// The members' nicks, in joining order.
+    pub fn nicks(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.nick.clone()).collect()
+    }
+
+    /// Every line broadcast so far, as sent (`<nick> text`).
+    pub fn said(&self) -> &[String] {
+        &self.said
+    }
+
+    fn broadcast(&mut self, from: u64, line: &str) {
+        for m in self.members.iter().filter(|m| m.id != from) {
+            m.transport.write_sequence(&[line.as_bytes(), b"\r\n"]);
+        }
+    }
+
+    fn nick_of(&self, id: u64) -> String {
+        self.members
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.nick.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// One member's connection.
+pub struct Chat {
+    lines: LineBuffer,
+    room: Rc<RefCell<Room>>,
+    id: u64,
+}
+
+impl Protocol for Chat {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.lines.attach(transport);
+        let mut room = self.room.borrow_mut();
+        room.joined += 1;
+        self.id = room.joined;
+        let nick = format!("guest{}", self.id);
+        transport.write(format!("* welcome {nick}\r\n"));
+        room.broadcast(self.id, &format!("* {nick} has joined"));
+        room.members.push(Member {
+            id: self.id,
+            nick,
+            transport: transport.clone(),
+        });
+    }
+
+    fn data_received(&mut self, data: &[u8]) {
+        self.feed(data);
+    }
+
+    fn connection_lost(&mut self, _reason: Failure) {
+        let mut room = self.room.borrow_mut();
+        let nick = room.nick_of(self.id);
+        room.members.retain(|m| m.id != self.id);
+        room.broadcast(self.id, &format!("* {nick} has left"));
+    }
+}
+
+impl LineReceiver for Chat {
+    fn line_state(&mut self) -> &mut LineBuffer {
+        &mut self.lines
+    }
+
+    fn line_received(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let mut room = self.room.borrow_mut();
+        if let Some(new) = text.strip_prefix("/nick ") {
+            let old = room.nick_of(self.id);
+            if let Some(m) = room.members.iter_mut().find(|m| m.id == self.id) {
+                m.nick = new.to_string();
+            }
+            room.broadcast(self.id, &format!("* {old} is now {new}"));
+        } else if text == "/quit" {
+            self.lines.transport().lose_connection();
+        } else {
+            let said = format!("<{}> {}", room.nick_of(self.id), text);
+            room.broadcast(self.id, &said);
+            room.said.push(said);
+        }
+    }
+}
+
+/// The chat server factory: one shared [`Room`].
+pub struct ChatFactory {
+    room: Rc<RefCell<Room>>,
+}
+
+impl ChatFactory {
+    /// A server with an empty room; returns the factory and the room.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> (Rc<Self>, Rc<RefCell<Room>>) {
+        let room = Room::new();
+        (Rc::new(ChatFactory { room: room.clone() }), room)
+    }
+}
+
+impl Factory for ChatFactory {
+    fn build_protocol(&self, _addr: &Address) -> Option<Box<dyn Protocol>> {
+        Some(Box::new(Chat {
+            lines: LineBuffer::default(),
+            room: self.room.clone(),
+            id: 0,
+        }))
+    }
+}
+
+/// What a [`ChatClient`] saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChatLog {
+    /// Lines received, in order.
+    pub received: Vec<String>,
+    /// Whether it sent all its messages.
+    pub sent_all: bool,
+}
+
+/// A scripted member: on the welcome it sets its nick, then says each of its messages.
+/// `log` fires with what it saw when the connection ends (cleanly or not).
+pub struct ChatClient {
+    lines: LineBuffer,
+    nick: String,
+    messages: Vec<String>,
+    log: ChatLog,
+    done: Deferred<ChatLog>,
+}
+
+impl ChatClient {
+    /// A member called `nick` who will say `messages`.
+    pub fn new(nick: &str, messages: Vec<String>, done: Deferred<ChatLog>) -> Self {
+        ChatClient {
+            lines: LineBuffer::default(),
+            nick: nick.to_string(),
+            messages,
+            log: ChatLog::default(),
+            done,
+        }
+    }
+}
+
+impl Protocol for ChatClient {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.lines.attach(transport);
+    }
+    fn data_received(&mut self, data: &[u8]) {
+        self.feed(data);
+    }
+    fn connection_lost(&mut self, _reason: Failure) {
+        let _ = self.done.callback(std::mem::take(&mut self.log));
+    }
+}
+
+impl LineReceiver for ChatClient {
+    fn line_state(&mut self) -> &mut LineBuffer {
+        &mut self.lines
+    }
+    fn line_received(&mut self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line).into_owned();
+        if text.starts_with("* welcome ") && !self.log.sent_all {
+            let nick = format!("/nick {}", self.nick);
+            self.send_line(nick.as_bytes());
+            for m in std::mem::take(&mut self.messages) {
+                self.send_line(m.as_bytes());
+            }
+            self.log.sent_all = true;
+        }
+        self.log.received.push(text);
+    }
+}
+
+/// A factory for one [`ChatClient`]; `done` also fires (with an empty log) if the
+/// connection cannot be made.
+pub struct ChatClientFactory {
+    nick: String,
+    messages: Vec<String>,
+    done: Deferred<ChatLog>,
+}
+
+impl ChatClientFactory {
+    /// A member `nick` saying `messages`; returns the factory and the Deferred of its log.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(nick: &str, messages: Vec<String>) -> (Rc<Self>, Deferred<ChatLog>) {
+        let done = Deferred::new();
+        let f = ChatClientFactory {
+            nick: nick.to_string(),
+            messages,
+            done: done.clone(),
+        };
+        (Rc::new(f), done)
+    }
+}
+
+impl Factory for ChatClientFactory {
+    fn build_protocol(&self, _addr: &Address) -> Option<Box<dyn Protocol>> {
+        Some(Box::new(ChatClient::new(
+            &self.nick,
+            self.messages.clone(),
+            self.done.clone(),
+        )))
+    }
+}
+
+impl ClientFactory for ChatClientFactory {
+    fn client_connection_failed(&self, _connector: &Connector, _reason: Failure) {
+        let _ = self.done.callback(ChatLog::default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use torsion::protocols::basic::LINE_MAX_LENGTH;
+    use torsion::testing::{connect, Clock, StringTransport};
+
+    use super::*;
+
+    fn member(room: &Rc<RefCell<Room>>) -> (Box<dyn Protocol>, StringTransport) {
+        let tr = StringTransport::new();
+        let (f, _) = (ChatFactory { room: room.clone() }, ());
+        let mut p = f.build_protocol(&tr.transport().get_peer()).unwrap();
+        p.connection_made(&tr.transport());
+        (p, tr)
+    }
+
+    #[test]
+    fn nick_broadcast_and_leave() {
+        let room = Room::new();
+        let (mut a, ta) = member(&room);
+        let (mut b, tb) = member(&room);
+        assert_eq!(ta.take(), b"* welcome guest1\r\n* guest2 has joined\r\n");
+        assert_eq!(tb.take(), b"* welcome guest2\r\n");
+        a.data_received(b"/nick alice\r\nhello\r\n");
+        assert_eq!(tb.take(), b"* guest1 is now alice\r\n<alice> hello\r\n");
+        assert!(ta.take().is_empty(), "no echo to the sender");
+        a.data_received(b"/quit\r\n");
+        assert!(ta.disconnecting());
+        ta.lose(&mut *a, None);
+        assert_eq!(tb.take(), b"* alice has left\r\n");
+        assert_eq!(room.borrow().nicks(), vec!["guest2"]);
+        b.data_received(b"anyone?\r\n");
+        assert_eq!(room.borrow().said(), ["<alice> hello", "<guest2> anyone?"]);
+    }
+
+    #[test]
+    fn over_long_line_closes_only_that_member() {
+        let room = Room::new();
+        let (mut a, ta) = member(&room);
+        let (_b, tb) = member(&room);
+        a.data_received(&vec![b'x'; LINE_MAX_LENGTH + 10]);
+        assert!(ta.disconnecting());
+        assert!(!tb.disconnecting());
+        ta.lose(&mut *a, None);
+        assert_eq!(room.borrow().nicks(), vec!["guest2"]);
+    }
+
+    #[test]
+    fn scripted_client_sets_nick_and_speaks() {
+        let clock = Clock::new();
+        let (factory, room) = ChatFactory::new();
+        let server = factory
+            .build_protocol(
+                &"10.0.0.9:1"
+                    .parse::<std::net::SocketAddr>()
+                    .map(Address::tcp)
+                    .unwrap(),
+            )
+            .unwrap();
+        let done = Deferred::new();
+        let client = ChatClient::new("carol", vec!["hi".into(), "bye".into()], done.clone());
+        let pump = connect(&clock, server, Box::new(client));
+        pump.set_chunk_size(3);
+        pump.flush();
+        assert_eq!(room.borrow().said(), ["<carol> hi", "<carol> bye"]);
+        assert_eq!(room.borrow().nicks(), vec!["carol"]);
+    }
+}
