@@ -14,6 +14,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use torsion::defer::{Deferred, Failure};
 use torsion::protocol::{Address, ClientFactory, Connector, Factory, Protocol, Transport};
@@ -156,23 +157,31 @@ pub struct ChatLog {
     pub sent_all: bool,
 }
 
-/// A scripted member: on the welcome it sets its nick, then says each of its messages.
-/// `log` fires with what it saw when the connection ends (cleanly or not).
+/// A scripted member: on the welcome it sets its nick, says each of its messages, and
+/// `quit_after` later sends `/quit`. `done` fires with what it saw when the connection ends
+/// (cleanly or not).
 pub struct ChatClient {
     lines: LineBuffer,
     nick: String,
     messages: Vec<String>,
+    quit_after: Duration,
     log: ChatLog,
     done: Deferred<ChatLog>,
 }
 
 impl ChatClient {
-    /// A member called `nick` who will say `messages`.
-    pub fn new(nick: &str, messages: Vec<String>, done: Deferred<ChatLog>) -> Self {
+    /// A member called `nick` who will say `messages`, then quit after `quit_after`.
+    pub fn new(
+        nick: &str,
+        messages: Vec<String>,
+        quit_after: Duration,
+        done: Deferred<ChatLog>,
+    ) -> Self {
         ChatClient {
             lines: LineBuffer::default(),
             nick: nick.to_string(),
             messages,
+            quit_after,
             log: ChatLog::default(),
             done,
         }
@@ -204,6 +213,9 @@ impl LineReceiver for ChatClient {
                 self.send_line(m.as_bytes());
             }
             self.log.sent_all = true;
+            self.lines
+                .transport()
+                .call_later::<ChatClient>(self.quit_after, |me| me.send_line(b"/quit"));
         }
         self.log.received.push(text);
     }
@@ -214,17 +226,24 @@ impl LineReceiver for ChatClient {
 pub struct ChatClientFactory {
     nick: String,
     messages: Vec<String>,
+    quit_after: Duration,
     done: Deferred<ChatLog>,
 }
 
 impl ChatClientFactory {
-    /// A member `nick` saying `messages`; returns the factory and the Deferred of its log.
+    /// A member `nick` saying `messages` and quitting `quit_after` later; returns the
+    /// factory and the Deferred of its log.
     #[allow(clippy::new_ret_no_self)]
-    pub fn new(nick: &str, messages: Vec<String>) -> (Rc<Self>, Deferred<ChatLog>) {
+    pub fn new(
+        nick: &str,
+        messages: Vec<String>,
+        quit_after: Duration,
+    ) -> (Rc<Self>, Deferred<ChatLog>) {
         let done = Deferred::new();
         let f = ChatClientFactory {
             nick: nick.to_string(),
             messages,
+            quit_after,
             done: done.clone(),
         };
         (Rc::new(f), done)
@@ -236,6 +255,7 @@ impl Factory for ChatClientFactory {
         Some(Box::new(ChatClient::new(
             &self.nick,
             self.messages.clone(),
+            self.quit_after,
             self.done.clone(),
         )))
     }
@@ -306,11 +326,21 @@ mod tests {
             )
             .unwrap();
         let done = Deferred::new();
-        let client = ChatClient::new("carol", vec!["hi".into(), "bye".into()], done.clone());
+        let client = ChatClient::new(
+            "carol",
+            vec!["hi".into(), "bye".into()],
+            Duration::from_secs(1),
+            done.clone(),
+        );
         let pump = connect(&clock, server, Box::new(client));
         pump.set_chunk_size(3);
         pump.flush();
         assert_eq!(room.borrow().said(), ["<carol> hi", "<carol> bye"]);
         assert_eq!(room.borrow().nicks(), vec!["carol"]);
+        pump.advance(Duration::from_secs(1));
+        let log = done.take_result().unwrap().unwrap();
+        assert!(log.sent_all);
+        assert_eq!(log.received, vec!["* welcome guest1"]);
+        assert!(room.borrow().nicks().is_empty(), "quit left the room");
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use torsion::defer::{gather_results, Deferred, Failure};
 use torsion::error::ConnectionDone;
 use torsion::protocol::{Address, ClientFactory, Connector, Factory, Protocol, Transport};
+use torsion::protocols::policies::{Timeout, TimeoutMixin};
 use torsion::reactor::ReactorTcp;
 use torsion::reactor::ReactorTcpExt;
 
@@ -88,14 +89,38 @@ impl Factory for PoetryServerFactory {
     }
 }
 
-/// Collects a poem; fires `done` when the server closes cleanly.
+/// How long a [`PoetryClient`] waits for the next bytes before giving up.
+pub const POETRY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Collects a poem; fires `done` when the server closes cleanly, or fails it.
+///
+/// Twisted's original has no timeout. The simulator shows why it needs one: when the
+/// server's host crashes, nothing tells a client that only reads (no RST comes back to a
+/// peer that never sends), so the fetch would hang forever. An idle timeout
+/// ([`TimeoutMixin`]) aborts it instead.
 pub struct PoetryClient {
     poem: Vec<u8>,
+    timeout: Timeout,
     done: Deferred<String>,
 }
 
+impl TimeoutMixin for PoetryClient {
+    fn timeout_state(&mut self) -> &mut Timeout {
+        &mut self.timeout
+    }
+    /// Aborts, so the poem so far is reported as a failure, not as the whole poem.
+    fn timeout_connection(&mut self) {
+        self.timeout.transport().abort_connection();
+    }
+}
+
 impl Protocol for PoetryClient {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.timeout.attach(transport);
+        self.set_timeout(Some(POETRY_IDLE_TIMEOUT));
+    }
     fn data_received(&mut self, data: &[u8]) {
+        self.reset_timeout();
         self.poem.extend_from_slice(data);
     }
     fn connection_lost(&mut self, reason: Failure) {
@@ -117,6 +142,7 @@ impl Factory for PoetryClientFactory {
     fn build_protocol(&self, _addr: &Address) -> Option<Box<dyn Protocol>> {
         Some(Box::new(PoetryClient {
             poem: Vec::new(),
+            timeout: Timeout::default(),
             done: self.done.clone(),
         }))
     }
@@ -165,6 +191,7 @@ mod tests {
             server,
             Box::new(PoetryClient {
                 poem: vec![],
+                timeout: Timeout::default(),
                 done: done.clone(),
             }),
         );

@@ -128,8 +128,9 @@ impl HostState {
     }
 
     /// Brings the queue's clock to the world's present (user code on another host may
-    /// schedule here).
-    fn sync(&self) {
+    /// schedule here, and a packet arriving here runs protocol code that may reset timers
+    /// relative to "now").
+    pub(crate) fn sync(&self) {
         if let Some(w) = self.world() {
             let now = Instant::from_nanos(self.host_time(w.now.get()));
             if now > self.queue.now() {

@@ -49,7 +49,10 @@ pub(crate) struct Packet {
     to_host: usize,
     to_conn: u64,
     seg: Seg,
-    sender: Weak<SimConn>,
+    /// The sending direction's latest arrival time: segments of one direction never
+    /// overtake each other, even once the sending connection is gone (a partition may hold
+    /// a closed connection's last segments and its FIN until it heals).
+    order: Option<Rc<Cell<u64>>>,
     receiver: Weak<SimConn>,
 }
 
@@ -157,7 +160,7 @@ pub(crate) struct SimConn {
     host: usize,
     pub(crate) conn: Rc<Connection>,
     peer: (usize, u64),
-    last_arrival: Cell<u64>,
+    last_arrival: Rc<Cell<u64>>,
     in_flight: Cell<usize>,
     inbound: RefCell<VecDeque<u8>>,
     eof: Cell<bool>,
@@ -207,7 +210,7 @@ fn new_conn(
         host: host.index,
         conn,
         peer,
-        last_arrival: Cell::new(0),
+        last_arrival: Rc::new(Cell::new(0)),
         in_flight: Cell::new(0),
         inbound: RefCell::new(VecDeque::new()),
         eof: Cell::new(false),
@@ -430,7 +433,7 @@ fn send(world: &Rc<World>, c: &Rc<SimConn>, seg: Seg) {
         to_host: c.peer.0,
         to_conn: c.peer.1,
         seg,
-        sender: Rc::downgrade(c),
+        order: Some(c.last_arrival.clone()),
         receiver: c.peer_ref.borrow().clone(),
     };
     transmit(world, pkt);
@@ -454,10 +457,10 @@ fn transmit(world: &Rc<World>, pkt: Packet) {
     }
     let now = world.now.get();
     let at = now + world.latency();
-    let at = match pkt.sender.upgrade() {
-        Some(s) => {
-            let at = at.max(s.last_arrival.get());
-            s.last_arrival.set(at);
+    let at = match &pkt.order {
+        Some(last) => {
+            let at = at.max(last.get());
+            last.set(at);
             at
         }
         None => at,
@@ -491,7 +494,7 @@ pub(crate) fn arrive(world: &Rc<World>, pkt: Packet) {
                     to_host: pkt.from_host,
                     to_conn: pkt.from_conn,
                     seg: Seg::Rst,
-                    sender: Weak::new(),
+                    order: None,
                     receiver: Weak::new(),
                 },
             );
@@ -808,7 +811,7 @@ fn synack_arrive(
                 to_host: server,
                 to_conn: sid,
                 seg: Seg::Rst,
-                sender: Weak::new(),
+                order: None,
                 receiver: Weak::new(),
             },
         );

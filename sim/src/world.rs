@@ -773,6 +773,9 @@ fn step(world: &Rc<World>, until: u64) -> StepResult {
             match pkt {
                 Some(p) => {
                     let host = world.host(p.to_host());
+                    if let Some(h) = &host {
+                        h.st.sync();
+                    }
                     let w = world.clone();
                     (
                         host,
@@ -1027,5 +1030,73 @@ mod tests {
                 failure: "nobody listens".into()
             }]
         );
+    }
+
+    /// A server that writes many segments and closes while partitioned from its client:
+    /// after the heal, the client gets every byte in order, then the FIN (the held
+    /// segments keep their order although the sending connection is gone).
+    #[test]
+    fn held_segments_of_a_closed_connection_arrive_in_order() {
+        struct Burst;
+        impl Protocol for Burst {
+            fn connection_made(&mut self, t: &Transport) {
+                for i in 0..50u8 {
+                    t.write([i; 7]);
+                }
+                t.lose_connection();
+            }
+            fn data_received(&mut self, _d: &[u8]) {}
+        }
+        struct Sink(Rc<RefCell<Vec<u8>>>, Rc<RefCell<Vec<String>>>);
+        impl Protocol for Sink {
+            fn data_received(&mut self, d: &[u8]) {
+                self.0.borrow_mut().extend_from_slice(d);
+            }
+            fn connection_lost(&mut self, reason: Failure) {
+                self.1.borrow_mut().push(reason.to_string());
+            }
+        }
+        for seed in 0..50 {
+            let faults = Faults {
+                partitions: vec![crate::Partition {
+                    at: Duration::from_micros(1_500),
+                    duration: Duration::from_millis(50),
+                    a: 0,
+                    b: 1,
+                    one_way: false,
+                }],
+                ..Faults::none()
+            };
+            let sim = Sim::builder()
+                .seed(seed)
+                .latency(Duration::from_millis(1), Duration::from_millis(10))
+                .faults(faults)
+                .build();
+            let server = sim.host("server");
+            let client = sim.host("client");
+            server.start(|h| {
+                h.listen_tcp(
+                    1,
+                    torsion::protocol::factory_fn(|_| Some(Box::new(Burst) as Box<dyn Protocol>)),
+                )
+                .unwrap();
+            });
+            let got = Rc::new(RefCell::new(Vec::new()));
+            let lost = Rc::new(RefCell::new(Vec::new()));
+            let (g, l) = (got.clone(), lost.clone());
+            let f = torsion::protocol::factory_fn(move |_| {
+                Some(Box::new(Sink(g.clone(), l.clone())) as Box<dyn Protocol>)
+            });
+            client.connect_tcp("server", 1, f);
+            sim.run_until_idle();
+            let want: Vec<u8> = (0..50u8).flat_map(|i| [i; 7]).collect();
+            assert_eq!(*got.borrow(), want, "seed {seed}");
+            assert_eq!(lost.borrow().len(), 1, "seed {seed}");
+            assert!(
+                lost.borrow()[0].contains("closed cleanly"),
+                "seed {seed}: {:?}",
+                lost.borrow()
+            );
+        }
     }
 }

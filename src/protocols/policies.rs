@@ -746,6 +746,11 @@ impl Timeout {
         self.transport = transport.clone();
     }
 
+    /// The transport (a detached placeholder until [`attach`](Self::attach)).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     /// The current period.
     pub fn period(&self) -> Option<Duration> {
         self.period

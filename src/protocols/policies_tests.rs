@@ -241,7 +241,7 @@ impl TimeoutMixin for TimeoutTester {
     }
     fn timeout_connection(&mut self) {
         self.timed_out = true;
-        self.timeout.transport.lose_connection();
+        self.timeout.transport().lose_connection();
     }
 }
 
