@@ -151,6 +151,8 @@ impl Factory for ChatFactory {
 /// What a [`ChatClient`] saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChatLog {
+    /// The member's nick.
+    pub nick: String,
     /// Lines received, in order.
     pub received: Vec<String>,
     /// Whether it sent all its messages.
@@ -182,7 +184,10 @@ impl ChatClient {
             nick: nick.to_string(),
             messages,
             quit_after,
-            log: ChatLog::default(),
+            log: ChatLog {
+                nick: nick.to_string(),
+                ..ChatLog::default()
+            },
             done,
         }
     }
@@ -265,6 +270,59 @@ impl ClientFactory for ChatClientFactory {
     fn client_connection_failed(&self, _connector: &Connector, _reason: Failure) {
         let _ = self.done.callback(ChatLog::default());
     }
+}
+
+/// Checks the log of `client{me}` (clients say `m{i}.{j}`, as the scenario's do; a
+/// restarted client rejoins as `client{i}r{k}` and starts over): every line is well formed, never its own, and from each
+/// sender the message numbers are a contiguous increasing run (the server relays each
+/// sender's messages in order, and a receiver sees a contiguous window of the broadcast
+/// stream). Without faults each run ends at the sender's last message.
+pub fn check_log(
+    me: usize,
+    log: &ChatLog,
+    clients: usize,
+    messages: usize,
+    faults: bool,
+) -> Result<(), String> {
+    let mut runs: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for line in &log.received {
+        if line.starts_with("* ") {
+            continue;
+        }
+        let (nick, msg) = line
+            .strip_prefix('<')
+            .and_then(|l| l.split_once("> "))
+            .ok_or_else(|| format!("client{me}: malformed line {line:?}"))?;
+        // Nicks are `client{i}`, or `client{i}r{k}` for the k-th restart of that host.
+        let sender: usize = nick
+            .strip_prefix("client")
+            .and_then(|n| n.split('r').next())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("client{me}: unknown sender in {line:?}"))?;
+        let want_prefix = format!("m{sender}.");
+        let n: usize = msg
+            .strip_prefix(&want_prefix)
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("client{me}: corrupt message {line:?}"))?;
+        if nick == log.nick {
+            return Err(format!("{nick} got its own message {line:?}"));
+        }
+        if sender >= clients {
+            return Err(format!("client{me}: no client{sender} in this room"));
+        }
+        runs.entry(nick.to_string()).or_default().push(n);
+    }
+    for (sender, run) in &runs {
+        if run.windows(2).any(|w| w[1] != w[0] + 1) {
+            return Err(format!("client{me} got {sender}'s messages as {run:?}"));
+        }
+        if !faults && run.last().is_some_and(|&n| n != messages - 1) {
+            return Err(format!(
+                "client{me} missed the end of {sender}'s messages: {run:?}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,5 +8,7 @@
 pub mod chat;
 pub mod echo;
 pub mod heartbeat;
+pub mod kv;
+pub mod lines;
 pub mod poetry;
 pub mod qotd;

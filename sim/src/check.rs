@@ -28,7 +28,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -38,8 +38,11 @@ use crate::world::{Sim, SimBuilder, SimError};
 /// The body of a check: builds a world's hosts and workload, and runs it.
 pub type Body<'a> = dyn Fn(&Sim) + Sync + 'a;
 
+/// Called after each seed runs (progress reporting), from the runner's threads.
+pub type OnSeed = Arc<dyn Fn() + Send + Sync>;
+
 /// How a check runs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Options {
     /// The check's name (for reports and replay files).
     pub name: String,
@@ -57,6 +60,28 @@ pub struct Options {
     pub shrink_budget: usize,
     /// Where replay files go (`None`: don't write one).
     pub replay_dir: Option<PathBuf>,
+    /// Run only shard `.0` of `.1`: the seeds whose offset from `start` is `.0` modulo `.1`.
+    /// The shards `0/N .. N-1/N` together run exactly the unsharded seeds.
+    pub shard: (u64, u64),
+    /// Called after each seed.
+    pub on_seed: Option<OnSeed>,
+    /// The scenario file the body comes from, written into replay files.
+    pub scenario: Option<String>,
+    /// Keep the list of seeds run in the summary.
+    pub record_seeds: bool,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("name", &self.name)
+            .field("seeds", &self.seeds)
+            .field("start", &self.start)
+            .field("jobs", &self.jobs)
+            .field("check_determinism", &self.check_determinism)
+            .field("shard", &self.shard)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Options {
@@ -72,6 +97,10 @@ impl Options {
             shrink: true,
             shrink_budget: 2_000,
             replay_dir: Some(PathBuf::from("target/torsion-replays")),
+            shard: (0, 1),
+            on_seed: None,
+            scenario: None,
+            record_seeds: false,
         };
         if let Some(n) = env_u64("TORSION_SEEDS") {
             o.seeds = n;
@@ -161,6 +190,9 @@ pub struct ReplayFile {
     pub trace_hash: String,
     /// The error it failed with.
     pub error: String,
+    /// The scenario file it came from (for `torsion-sim replay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
 }
 
 impl ReplayFile {
@@ -232,6 +264,8 @@ pub struct Summary {
     pub steps: u64,
     /// The first failure (by seed), reproduced and shrunk.
     pub failure: Option<Report>,
+    /// The seeds run, sorted (with [`Options::record_seeds`]).
+    pub seeds_run: Vec<u64>,
 }
 
 /// Runs `body` over the seeds in `opts`, each in a world from `builder(seed)`; on the first
@@ -244,8 +278,10 @@ pub fn sweep(
     if let Ok(path) = std::env::var("TORSION_REPLAY") {
         return replay_env(Path::new(&path), builder, body);
     }
-    let next = AtomicU64::new(opts.start);
+    let next = AtomicU64::new(0);
     let end = opts.start.saturating_add(opts.seeds);
+    let (shard, shards) = (opts.shard.0, opts.shard.1.max(1));
+    let seeds_run: Mutex<Vec<u64>> = Mutex::new(Vec::new());
     let stop = AtomicBool::new(false);
     let first_fail: Mutex<Option<u64>> = Mutex::new(None);
     let steps = AtomicU64::new(0);
@@ -255,14 +291,27 @@ pub fn sweep(
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let seed = next.fetch_add(1, Ordering::Relaxed);
+        let k = next.fetch_add(1, Ordering::Relaxed);
+        let seed = opts
+            .start
+            .saturating_add(shard)
+            .saturating_add(k.saturating_mul(shards));
         if seed >= end {
             return;
+        }
+        if opts.record_seeds {
+            seeds_run
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(seed);
         }
         let make = || builder().seed(seed).build();
         let out = run_once(&make, body);
         ran.fetch_add(1, Ordering::Relaxed);
         steps.fetch_add(out.steps, Ordering::Relaxed);
+        if let Some(f) = &opts.on_seed {
+            f();
+        }
         if out.error.is_some() {
             let mut f = first_fail.lock().unwrap_or_else(|e| e.into_inner());
             if f.is_none_or(|s| seed < s) {
@@ -289,10 +338,13 @@ pub fn sweep(
         }
         worker();
     });
+    let mut seeds_run = seeds_run.into_inner().unwrap_or_else(|e| e.into_inner());
+    seeds_run.sort_unstable();
     let mut summary = Summary {
         seeds: ran.load(Ordering::Relaxed),
         steps: steps.load(Ordering::Relaxed),
         failure: None,
+        seeds_run,
     };
     if let Some((seed, diff)) = determinism.into_inner().unwrap_or_else(|e| e.into_inner()) {
         summary.failure = Some(Report {
@@ -335,7 +387,9 @@ fn first_difference(make: &dyn Fn() -> Sim, body: &Body<'_>) -> String {
     }
 }
 
-fn investigate(
+/// Re-runs `seed` recording its choices, confirms it fails, shrinks the choices, and
+/// reports (writing a replay file if `opts.replay_dir` is set).
+pub fn investigate(
     opts: &Options,
     seed: u64,
     builder: &(dyn Fn() -> SimBuilder + Sync),
@@ -398,6 +452,7 @@ fn investigate(
             choices: report.choices.clone(),
             trace_hash: format!("{:016x}", report.trace_hash),
             error: report.error.clone(),
+            scenario: opts.scenario.clone(),
         };
         if file.save(&path).is_ok() {
             report.replay_file = Some(path);
@@ -424,6 +479,7 @@ fn replay_env(path: &Path, builder: &(dyn Fn() -> SimBuilder + Sync), body: &Bod
     };
     Summary {
         seeds: 1,
+        seeds_run: vec![file.seed],
         steps: out.steps,
         failure: error.map(|error| Report {
             name: file.name.clone(),
@@ -603,6 +659,7 @@ mod tests {
             choices: vec![1, 2, 3],
             trace_hash: "00000000000000ff".into(),
             error: "boom".into(),
+            scenario: Some("scenarios/x.toml".into()),
         };
         let path = dir.join("x-3.toml");
         file.save(&path).unwrap();

@@ -46,10 +46,12 @@ pub mod faults;
 mod host;
 mod net;
 pub mod prop;
+pub mod scenario;
 pub mod shrink;
 mod snapshot;
 pub mod trace;
 mod udp;
+pub mod workload;
 mod world;
 
 pub use check::{check, check_with, Options, ReplayFile, Report, Summary};
@@ -58,5 +60,6 @@ pub use faults::{Crash, Faults, Partition};
 pub use host::Host;
 #[doc(hidden)]
 pub use insta;
+pub use scenario::{Scenario, ScenarioError};
 pub use trace::{Event, Kind, Trace};
 pub use world::{Config, Sim, SimBuilder, SimError, Stop};

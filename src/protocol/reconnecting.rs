@@ -190,11 +190,12 @@ impl Backoff {
         } else {
             base
         };
-        let target = connector.downgrade();
+        // The pending call holds the connector: nothing else may (a reactor need not keep a
+        // disconnected connector alive). The cycle through the state's `pending` handle
+        // lasts only until the call runs or is cancelled, which drops the closure.
+        let target = connector.clone();
         let call = st.time.call_later(Duration::from_secs_f64(wait), move || {
-            if let Some(c) = target.upgrade() {
-                c.connect();
-            }
+            target.connect();
         });
         *st.pending.borrow_mut() = Some(call);
     }

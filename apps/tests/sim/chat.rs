@@ -3,54 +3,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use torsion::reactor::{ReactorTcpExt, ReactorTimeExt};
-use torsion_apps::chat::{ChatClientFactory, ChatFactory, ChatLog};
+use torsion_apps::chat::{check_log, ChatClientFactory, ChatFactory, ChatLog};
 use torsion_sim::{check_with, Options, Sim, SimBuilder};
 
 const CLIENTS: usize = 20;
 const MESSAGES: usize = 5;
-
-/// Checks one receiver's log: every line is well formed, never its own, and from each
-/// sender the message numbers are a contiguous increasing run (the server relays each
-/// sender's messages in order, and a receiver sees a contiguous window of the broadcast
-/// stream). Without faults each run ends at the sender's last message.
-fn check_log(me: usize, log: &ChatLog, faults: bool) -> Result<(), String> {
-    let mut runs: Vec<Vec<usize>> = vec![Vec::new(); CLIENTS];
-    for line in &log.received {
-        if line.starts_with("* ") {
-            continue;
-        }
-        let (nick, msg) = line
-            .strip_prefix('<')
-            .and_then(|l| l.split_once("> "))
-            .ok_or_else(|| format!("client{me}: malformed line {line:?}"))?;
-        let sender: usize = nick
-            .strip_prefix("client")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("client{me}: unknown sender in {line:?}"))?;
-        let want_prefix = format!("m{sender}.");
-        let n: usize = msg
-            .strip_prefix(&want_prefix)
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("client{me}: corrupt message {line:?}"))?;
-        if sender == me {
-            return Err(format!("client{me} got its own message {line:?}"));
-        }
-        runs[sender].push(n);
-    }
-    for (sender, run) in runs.iter().enumerate() {
-        if run.windows(2).any(|w| w[1] != w[0] + 1) {
-            return Err(format!(
-                "client{me} got client{sender}'s messages as {run:?}"
-            ));
-        }
-        if !faults && run.last().is_some_and(|&n| n != MESSAGES - 1) {
-            return Err(format!(
-                "client{me} missed the end of client{sender}'s messages: {run:?}"
-            ));
-        }
-    }
-    Ok(())
-}
 
 fn chat_body(sim: &Sim) {
     let server = sim.host("server");
@@ -79,7 +36,7 @@ fn chat_body(sim: &Sim) {
     sim.invariant("chat logs are well formed and ordered", move || {
         l.borrow()
             .iter()
-            .try_for_each(|(me, log)| check_log(*me, log, faults))
+            .try_for_each(|(me, log)| check_log(*me, log, CLIENTS, MESSAGES, faults))
     });
     sim.run_until_idle();
     if !faults {

@@ -1,0 +1,528 @@
+//! `torsion-sim`: run the bundled scenarios (or your own) over many seeds.
+//!
+//! ```text
+//! torsion-sim list [PATH...]
+//! torsion-sim explore [PATH...] [--seeds N] [--start S] [--jobs J] [--shard I/N]
+//!                     [--check-determinism] [--json] [--junit FILE]
+//! torsion-sim run SCENARIO --seed S [--trace] [--trace-out FILE]
+//! torsion-sim replay FILE
+//! torsion-sim shrink FILE
+//! ```
+//!
+//! `explore` exits 0 iff every scenario met its expectation: `expect = "pass"` scenarios
+//! with no failing seed, `expect = "fail"` scenarios (planted bugs) with one found. The
+//! shard may also come from the environment: `TORSION_SHARD=I/N` (a CI matrix), or
+//! `JOB_COMPLETION_INDEX=I` with `TORSION_SHARDS=N` (a Kubernetes Indexed Job).
+//!
+//! Wall-clock time is read here, in the command line, only to report seeds per second; it
+//! never reaches a simulated run.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use torsion_sim::check::{investigate, run_once, sweep, Options, ReplayFile, Summary};
+use torsion_sim::scenario::{Expect, Scenario};
+use torsion_sim::workload;
+
+#[derive(Parser)]
+#[command(
+    name = "torsion-sim",
+    version,
+    about = "Deterministic simulation of torsion protocols"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the scenarios, one line each.
+    List {
+        /// Scenario files or directories.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+    },
+    /// Run scenarios over many seeds and report what was found.
+    Explore {
+        /// Scenario files or directories.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+        /// Seeds per scenario (default: each scenario's own `seeds`).
+        #[arg(long)]
+        seeds: Option<u64>,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Threads (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Run only shard I of N (`I/N`, 0-based).
+        #[arg(long)]
+        shard: Option<String>,
+        /// Run each seed twice; any trace difference fails.
+        #[arg(long)]
+        check_determinism: bool,
+        /// Print one JSON object per scenario instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also write a JUnit XML report.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Include the list of seeds run in the JSON output.
+        #[arg(long, hide = true)]
+        emit_seeds: bool,
+    },
+    /// Run one seed of a scenario.
+    Run {
+        /// A scenario file, or the name of one in `scenarios/`.
+        scenario: String,
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Print the full trace.
+        #[arg(long)]
+        trace: bool,
+        /// Write the full trace to a file.
+        #[arg(long)]
+        trace_out: Option<PathBuf>,
+    },
+    /// Re-run a replay file and verify its trace hash.
+    Replay {
+        /// The replay file (written by a failing `explore` or test).
+        file: PathBuf,
+    },
+    /// Shrink a replay file's failure and print the minimal trace.
+    Shrink {
+        /// The replay file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::List { paths } => list(&paths),
+        Command::Explore {
+            paths,
+            seeds,
+            start,
+            jobs,
+            shard,
+            check_determinism,
+            json,
+            junit,
+            emit_seeds,
+        } => explore(ExploreArgs {
+            paths,
+            seeds,
+            start,
+            jobs,
+            shard,
+            check_determinism,
+            json,
+            junit,
+            emit_seeds,
+        }),
+        Command::Run {
+            scenario,
+            seed,
+            trace,
+            trace_out,
+        } => run(&scenario, seed, trace, trace_out.as_deref()),
+        Command::Replay { file } => replay(&file),
+        Command::Shrink { file } => shrink(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("torsion-sim: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn list(paths: &[PathBuf]) -> Result<ExitCode, String> {
+    let scenarios = Scenario::load_all(paths).map_err(|e| e.to_string())?;
+    let width = scenarios.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    for s in &scenarios {
+        let expect = match s.expect {
+            Expect::Pass => "pass",
+            Expect::Fail => "fail",
+        };
+        println!(
+            "{:width$}  {:9}  expect {expect}  {:>6} seeds  {}",
+            s.name, s.app, s.seeds, s.description
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct ExploreArgs {
+    paths: Vec<PathBuf>,
+    seeds: Option<u64>,
+    start: u64,
+    jobs: Option<usize>,
+    shard: Option<String>,
+    check_determinism: bool,
+    json: bool,
+    junit: Option<PathBuf>,
+    emit_seeds: bool,
+}
+
+/// One scenario's line of the summary (and of `--json`).
+#[derive(Serialize)]
+struct Row {
+    scenario: String,
+    app: String,
+    expect: &'static str,
+    seeds: u64,
+    failures: u64,
+    seconds: f64,
+    seeds_per_s: f64,
+    events: u64,
+    events_per_s: f64,
+    first_failing_seed: Option<u64>,
+    shrunk_len: Option<usize>,
+    verdict: &'static str,
+    error: Option<String>,
+    replay_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seeds_run: Option<Vec<u64>>,
+    #[serde(skip)]
+    report: Option<String>,
+}
+
+/// Parses `I/N`.
+fn parse_shard(text: &str) -> Result<(u64, u64), String> {
+    let (i, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("shard {text:?}: expected I/N"))?;
+    let i: u64 = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("shard {text:?}: bad index"))?;
+    let n: u64 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("shard {text:?}: bad count"))?;
+    if n == 0 || i >= n {
+        return Err(format!("shard {text:?}: need 0 <= I < N"));
+    }
+    Ok((i, n))
+}
+
+/// The shard from the flag, else `TORSION_SHARD`, else a Kubernetes Indexed Job's
+/// `JOB_COMPLETION_INDEX` with `TORSION_SHARDS`, else the whole range.
+fn shard_from(flag: Option<&str>) -> Result<(u64, u64), String> {
+    if let Some(s) = flag {
+        return parse_shard(s);
+    }
+    if let Ok(s) = std::env::var("TORSION_SHARD") {
+        return parse_shard(&s);
+    }
+    if let (Ok(i), Ok(n)) = (
+        std::env::var("JOB_COMPLETION_INDEX"),
+        std::env::var("TORSION_SHARDS"),
+    ) {
+        return parse_shard(&format!("{i}/{n}"));
+    }
+    Ok((0, 1))
+}
+
+#[allow(clippy::disallowed_methods)] // wall-clock time for the report only
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+fn explore(args: ExploreArgs) -> Result<ExitCode, String> {
+    let scenarios = Scenario::load_all(&args.paths).map_err(|e| e.to_string())?;
+    if scenarios.is_empty() {
+        return Err("no scenarios found".into());
+    }
+    let shard = shard_from(args.shard.as_deref())?;
+    let interactive = std::io::stderr().is_terminal() && !args.json;
+    let mut rows = Vec::new();
+    for s in &scenarios {
+        let mut opts = Options::new(&s.name);
+        opts.seeds = args.seeds.unwrap_or(s.seeds);
+        opts.start = args.start;
+        if let Some(j) = args.jobs {
+            opts.jobs = j.max(1);
+        }
+        opts.shard = shard;
+        opts.check_determinism |= args.check_determinism;
+        opts.scenario = Some(s.path.display().to_string());
+        opts.record_seeds = args.emit_seeds;
+        let bar = if interactive {
+            let in_shard = opts.seeds.saturating_sub(shard.0).div_ceil(shard.1);
+            let pb = ProgressBar::new(in_shard);
+            pb.set_style(
+                ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} seeds {per_sec}")
+                    .map_err(|e| e.to_string())?
+                    .progress_chars("=> "),
+            );
+            pb.set_prefix(s.name.clone());
+            let p = pb.clone();
+            opts.on_seed = Some(Arc::new(move || p.inc(1)));
+            Some(pb)
+        } else {
+            None
+        };
+        let body = workload::body(s);
+        let builder = || s.builder();
+        let started = now();
+        let summary = sweep(&opts, &builder, &*body);
+        let seconds = started.elapsed().as_secs_f64();
+        if let Some(pb) = bar {
+            pb.finish_and_clear();
+        }
+        let row = make_row(s, &summary, seconds, args.emit_seeds);
+        if !args.json && !interactive {
+            eprintln!(
+                "{}: {} seeds, {} failures, {} ({:.1}s)",
+                row.scenario, row.seeds, row.failures, row.verdict, row.seconds
+            );
+        }
+        if args.json {
+            let line = serde_json::to_string(&row).map_err(|e| e.to_string())?;
+            println!("{line}");
+        }
+        rows.push(row);
+    }
+    if !args.json {
+        print_table(&rows);
+        for r in rows.iter().filter(|r| r.verdict != "ok") {
+            if let Some(report) = &r.report {
+                println!("\n{report}");
+            }
+        }
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, junit(&rows)).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let all_ok = rows.iter().all(|r| r.verdict == "ok");
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn make_row(s: &Scenario, summary: &Summary, seconds: f64, emit_seeds: bool) -> Row {
+    let failed = summary.failure.is_some();
+    let verdict = match (s.expect, failed) {
+        (Expect::Pass, false) | (Expect::Fail, true) => "ok",
+        (Expect::Pass, true) => "FAILED",
+        (Expect::Fail, false) => "BUG NOT FOUND",
+    };
+    let secs = seconds.max(1e-9);
+    Row {
+        scenario: s.name.clone(),
+        app: s.app.clone(),
+        expect: match s.expect {
+            Expect::Pass => "pass",
+            Expect::Fail => "fail",
+        },
+        seeds: summary.seeds,
+        failures: u64::from(failed),
+        seconds,
+        seeds_per_s: summary.seeds as f64 / secs,
+        events: summary.steps,
+        events_per_s: summary.steps as f64 / secs,
+        first_failing_seed: summary.failure.as_ref().map(|f| f.seed),
+        shrunk_len: summary.failure.as_ref().map(|f| f.choices.len()),
+        verdict,
+        error: summary.failure.as_ref().map(|f| f.error.clone()),
+        replay_file: summary
+            .failure
+            .as_ref()
+            .and_then(|f| f.replay_file.as_ref())
+            .map(|p| p.display().to_string()),
+        seeds_run: emit_seeds.then(|| summary.seeds_run.clone()),
+        report: summary.failure.as_ref().map(|f| f.to_string()),
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    let w = rows
+        .iter()
+        .map(|r| r.scenario.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    println!(
+        "{:w$}  {:>6}  {:>8}  {:>9}  {:>10}  {:>12}  {:>7}  {:>6}  verdict",
+        "scenario", "seeds", "failures", "seeds/s", "events/s", "first fail", "shrunk", "expect"
+    );
+    for r in rows {
+        let first = r
+            .first_failing_seed
+            .map_or_else(|| "-".to_string(), |s| s.to_string());
+        let shrunk = r
+            .shrunk_len
+            .map_or_else(|| "-".to_string(), |n| n.to_string());
+        println!(
+            "{:w$}  {:>6}  {:>8}  {:>9.0}  {:>10.0}  {:>12}  {:>7}  {:>6}  {}",
+            r.scenario,
+            r.seeds,
+            r.failures,
+            r.seeds_per_s,
+            r.events_per_s,
+            first,
+            shrunk,
+            r.expect,
+            r.verdict
+        );
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' && c != '\r' => {
+                out.push_str(&format!("&#x{:x};", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn junit(rows: &[Row]) -> String {
+    let failures = rows.iter().filter(|r| r.verdict != "ok").count();
+    let total: f64 = rows.iter().map(|r| r.seconds).sum();
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    x.push_str(&format!(
+        "<testsuites name=\"torsion-sim\" tests=\"{}\" failures=\"{failures}\" time=\"{total:.3}\">\n",
+        rows.len()
+    ));
+    x.push_str(&format!(
+        "  <testsuite name=\"explore\" tests=\"{}\" failures=\"{failures}\" time=\"{total:.3}\">\n",
+        rows.len()
+    ));
+    for r in rows {
+        x.push_str(&format!(
+            "    <testcase classname=\"scenarios\" name=\"{}\" time=\"{:.3}\">\n",
+            xml_escape(&r.scenario),
+            r.seconds
+        ));
+        x.push_str(&format!(
+            "      <system-out>{} seeds, expect {}, verdict {}</system-out>\n",
+            r.seeds, r.expect, r.verdict
+        ));
+        if r.verdict != "ok" {
+            let message = match (&r.error, r.verdict) {
+                (Some(e), _) => e.clone(),
+                (None, v) => v.to_string(),
+            };
+            x.push_str(&format!(
+                "      <failure message=\"{}\">{}</failure>\n",
+                xml_escape(&message),
+                xml_escape(r.report.as_deref().unwrap_or(r.verdict))
+            ));
+        }
+        x.push_str("    </testcase>\n");
+    }
+    x.push_str("  </testsuite>\n</testsuites>\n");
+    x
+}
+
+/// A scenario by path, or by name under `scenarios/`.
+fn find_scenario(arg: &str) -> Result<Scenario, String> {
+    let p = Path::new(arg);
+    if p.exists() {
+        return Scenario::load(p).map_err(|e| e.to_string());
+    }
+    let all = Scenario::load_all(&[PathBuf::from("scenarios")]).map_err(|e| e.to_string())?;
+    all.into_iter()
+        .find(|s| s.name == arg)
+        .ok_or_else(|| format!("no scenario file or name {arg:?}"))
+}
+
+fn run(arg: &str, seed: u64, trace: bool, trace_out: Option<&Path>) -> Result<ExitCode, String> {
+    let s = find_scenario(arg)?;
+    let body = workload::body(&s);
+    let make = || s.builder().seed(seed).trace(true).build();
+    let out = run_once(&make, &*body);
+    if trace {
+        print!("{}", out.trace);
+    }
+    if let Some(path) = trace_out {
+        std::fs::write(path, &out.trace).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    println!(
+        "scenario {} seed {seed}: {} events, trace hash {:016x}",
+        s.name, out.steps, out.hash
+    );
+    println!("faults: {}", out.faults);
+    match out.error {
+        None => {
+            println!("passed");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(e) => {
+            println!("FAILED: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn load_replay(file: &Path) -> Result<(ReplayFile, Scenario), String> {
+    let r = ReplayFile::load(file)?;
+    let scenario = r.scenario.clone().ok_or_else(|| {
+        format!(
+            "{}: no `scenario` field; replay it with its test",
+            file.display()
+        )
+    })?;
+    let s = find_scenario(&scenario)?;
+    Ok((r, s))
+}
+
+fn replay(file: &Path) -> Result<ExitCode, String> {
+    let (r, s) = load_replay(file)?;
+    let body = workload::body(&s);
+    let make = || s.builder().choices(r.choices.clone()).trace(true).build();
+    let out = run_once(&make, &*body);
+    print!("{}", out.trace);
+    let hash = format!("{:016x}", out.hash);
+    let _ = std::io::stdout().flush();
+    match &out.error {
+        Some(e) => println!("error: {e}"),
+        None => println!("no error"),
+    }
+    if hash == r.trace_hash {
+        println!("trace hash {hash} matches the replay file");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "trace hash {hash} differs from the replay file's {}",
+            r.trace_hash
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn shrink(file: &Path) -> Result<ExitCode, String> {
+    let (r, s) = load_replay(file)?;
+    let body = workload::body(&s);
+    let mut opts = Options::new(&s.name);
+    opts.scenario = Some(s.path.display().to_string());
+    let builder = || s.builder();
+    let report = investigate(&opts, r.seed, &builder, &*body);
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,247 @@
+//! The `torsion-sim` command line, run as a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_torsion-sim"))
+}
+
+fn scenarios() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("torsion-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(cmd: &mut Command) -> (Output, String, String) {
+    let out = cmd.output().expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+#[test]
+fn list_shows_every_bundled_scenario() {
+    let (out, stdout, _) = run(bin().arg("list").arg(scenarios()));
+    assert!(out.status.success());
+    for name in [
+        "echo",
+        "chat",
+        "kv",
+        "poetry",
+        "heartbeat",
+        "naive_lines",
+        "kv_double_apply",
+        "reconnect_no_reset",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
+            "{name} missing from:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn explore_json_lines_parse() {
+    let dir = scenarios();
+    let (out, stdout, stderr) = run(bin()
+        .args(["explore", "--json", "--seeds", "20", "--jobs", "2"])
+        .arg(dir.join("echo.toml"))
+        .arg(dir.join("naive_lines.toml")));
+    assert!(out.status.success(), "{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["scenario"], "echo");
+    assert_eq!(rows[0]["seeds"], 20);
+    assert_eq!(rows[0]["verdict"], "ok");
+    assert!(rows[0]["seeds_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(rows[1]["scenario"], "naive_lines");
+    assert_eq!(rows[1]["expect"], "fail");
+    assert_eq!(rows[1]["verdict"], "ok", "the planted bug is found");
+    assert!(rows[1]["first_failing_seed"].is_u64());
+    assert!(rows[1]["shrunk_len"].is_u64());
+}
+
+#[test]
+fn explore_junit_parses() {
+    let dir = tmp("junit");
+    let xml = dir.join("report.xml");
+    let s = scenarios();
+    // A pass scenario, and a planted bug run as if expected to pass: one failure.
+    let wrong = dir.join("naive_expect_pass.toml");
+    let text = std::fs::read_to_string(s.join("naive_lines.toml"))
+        .unwrap()
+        .replace("expect = \"fail\"", "expect = \"pass\"");
+    std::fs::write(&wrong, text).unwrap();
+    let (out, _, _) = run(bin()
+        .args(["explore", "--seeds", "10", "--junit"])
+        .arg(&xml)
+        .arg(s.join("echo.toml"))
+        .arg(&wrong));
+    assert!(!out.status.success(), "a failed expectation exits non-zero");
+    let text = std::fs::read_to_string(&xml).unwrap();
+    let doc = roxmltree::Document::parse(&text).expect("valid XML");
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), 2);
+    assert_eq!(cases[0].attribute("name"), Some("echo"));
+    assert!(!cases[0].children().any(|c| c.has_tag_name("failure")));
+    let failure = cases[1]
+        .children()
+        .find(|c| c.has_tag_name("failure"))
+        .expect("the failing scenario has a <failure>");
+    assert!(failure
+        .attribute("message")
+        .unwrap()
+        .contains("each line arrives whole"));
+    let suites = doc.root_element();
+    assert_eq!(suites.attribute("failures"), Some("1"));
+}
+
+fn seeds_run(extra: &[&str]) -> Vec<u64> {
+    let (out, stdout, stderr) = run(bin()
+        .args([
+            "explore",
+            "--json",
+            "--emit-seeds",
+            "--seeds",
+            "37",
+            "--start",
+            "5",
+        ])
+        .args(extra)
+        .arg(scenarios().join("heartbeat.toml")));
+    assert!(out.status.success(), "{stderr}");
+    let row: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    row["seeds_run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn shards_together_run_exactly_the_unsharded_seeds() {
+    let all = seeds_run(&[]);
+    assert_eq!(all, (5..42).collect::<Vec<u64>>());
+    let a = seeds_run(&["--shard", "0/2"]);
+    let b = seeds_run(&["--shard", "1/2"]);
+    assert!(a.iter().all(|s| !b.contains(s)), "shards overlap");
+    let mut union: Vec<u64> = a.iter().chain(&b).copied().collect();
+    union.sort_unstable();
+    assert_eq!(union, all);
+    // The same split from a Kubernetes Indexed Job's environment.
+    let (out, stdout, _) = run(bin()
+        .args([
+            "explore",
+            "--json",
+            "--emit-seeds",
+            "--seeds",
+            "37",
+            "--start",
+            "5",
+        ])
+        .arg(scenarios().join("heartbeat.toml"))
+        .env("JOB_COMPLETION_INDEX", "1")
+        .env("TORSION_SHARDS", "2"));
+    assert!(out.status.success());
+    let row: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    let k: Vec<u64> = row["seeds_run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(k, b);
+}
+
+fn bad_file(name: &str, text: &str) -> (String, PathBuf) {
+    let dir = tmp(name);
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let (out, _, stderr) = run(bin().arg("list").arg(&path));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    (stderr.trim().to_string(), path)
+}
+
+const GOOD: &str = "name = \"t\"\ndescription = \"d\"\napp = \"echo\"\nseeds = 10\n";
+
+#[test]
+fn bad_scenarios_name_file_line_and_field() {
+    let (e, p) = bad_file("missing", "name = \"t\"\napp = \"echo\"\n");
+    assert!(
+        e.contains(&format!("{}:1:", p.display())) && e.contains("description"),
+        "{e}"
+    );
+
+    let (e, p) = bad_file("wrongtype", &GOOD.replace("seeds = 10", "seeds = \"many\""));
+    assert!(
+        e.contains(&format!("{}:4:", p.display())) && e.contains("seeds"),
+        "{e}"
+    );
+
+    let (e, p) = bad_file("unknownapp", &GOOD.replace("\"echo\"", "\"ftp\""));
+    assert!(
+        e.contains(&format!("{}:3:", p.display())) && e.contains("app") && e.contains("ftp"),
+        "{e}"
+    );
+
+    let (e, p) = bad_file("negative", &GOOD.replace("seeds = 10", "seeds = -3"));
+    assert!(
+        e.contains(&format!("{}:4:", p.display())) && e.contains("seeds"),
+        "{e}"
+    );
+
+    let (e, p) = bad_file("unknownfield", &format!("{GOOD}[workload]\nmesages = 3\n"));
+    assert!(
+        e.contains(&format!("{}:6:", p.display())) && e.contains("mesages"),
+        "{e}"
+    );
+}
+
+#[test]
+fn run_prints_a_trace_and_replay_verifies_the_hash() {
+    let dir = tmp("replay");
+    let trace = dir.join("trace.txt");
+    let (out, stdout, _) = run(bin()
+        .args(["run", "--seed", "3", "--trace-out"])
+        .arg(&trace)
+        .arg(scenarios().join("naive_lines.toml")));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "seed 3 finds the planted bug: {stdout}"
+    );
+    assert!(stdout.contains("FAILED"));
+    assert!(std::fs::read_to_string(&trace)
+        .unwrap()
+        .contains("listen :7"));
+
+    // explore writes a replay file for the failure; replay re-runs it to the same hash.
+    let (out, stdout, _) = run(bin()
+        .current_dir(&dir)
+        .args(["explore", "--json", "--seeds", "5"])
+        .arg(scenarios().join("naive_lines.toml")));
+    assert!(out.status.success());
+    let row: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    let file = dir.join(row["replay_file"].as_str().unwrap());
+    let (out, stdout, _) = run(bin().current_dir(&dir).arg("replay").arg(&file));
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("matches the replay file"));
+    let (out, stdout, _) = run(bin().current_dir(&dir).arg("shrink").arg(&file));
+    assert!(out.status.success());
+    assert!(stdout.contains("shrunk trace"), "{stdout}");
+}
