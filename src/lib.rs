@@ -30,6 +30,7 @@
 
 pub mod defer;
 pub mod error;
+pub mod mio;
 pub mod protocol;
 pub mod protocols;
 pub mod reactor;

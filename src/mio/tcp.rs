@@ -1,0 +1,606 @@
+//! TCP on mio: listeners, connections, connectors.
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Token};
+use socket2::{Domain, Protocol as SockProtocol, SockRef, Socket, Type};
+
+use super::{addr, failure_from_io, resolve, Inner, Source};
+use crate::defer::{succeed, Deferred, Failure};
+use crate::error::{CancelledError, ConnectionDone, ConnectionRefused, TimeoutError};
+use crate::protocol::{
+    Address, ClientFactory, CloseAction, Connection, Connector, ConnectorDriver, ConnectorState,
+    Factory,
+};
+use crate::reactor::{
+    CannotListenError, DelayedCall, ListeningPort, ListeningPortDriver, ReactorTime,
+    ReactorTimeExt,
+};
+
+/// How long accept backs off after running out of file descriptors.
+const EMFILE_BACKOFF: Duration = Duration::from_millis(100);
+
+pub(crate) struct Listener {
+    token: Cell<Token>,
+    socket: RefCell<Option<TcpListener>>,
+    factory: Rc<dyn Factory>,
+    host: Address,
+    backing_off: Cell<bool>,
+    reactor: Weak<Inner>,
+}
+
+pub(crate) fn listen(
+    inner: &Rc<Inner>,
+    port: u16,
+    factory: Rc<dyn Factory>,
+    backlog: u32,
+    interface: &str,
+) -> Result<ListeningPort, CannotListenError> {
+    let fail = |reason: String| CannotListenError {
+        interface: interface.to_string(),
+        port,
+        reason,
+    };
+    let at = resolve(interface, port).map_err(|e| fail(e.to_string()))?;
+    let socket = Socket::new(Domain::for_address(at), Type::STREAM, Some(SockProtocol::TCP))
+        .map_err(|e| fail(e.to_string()))?;
+    socket
+        .set_reuse_address(true)
+        .map_err(|e| fail(e.to_string()))?;
+    socket.bind(&at.into()).map_err(|e| fail(e.to_string()))?;
+    socket
+        .listen(backlog.min(i32::MAX as u32) as i32)
+        .map_err(|e| fail(e.to_string()))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| fail(e.to_string()))?;
+    let mut listener = TcpListener::from_std(socket.into());
+    let host = addr(listener.local_addr().map_err(|e| fail(e.to_string()))?);
+    let l = Rc::new(Listener {
+        token: Cell::new(Token(0)),
+        socket: RefCell::new(None),
+        factory: factory.clone(),
+        host,
+        backing_off: Cell::new(false),
+        reactor: Rc::downgrade(inner),
+    });
+    let token = inner.insert(|_| Source::Listener(l.clone()));
+    l.token.set(token);
+    inner
+        .registry
+        .register(&mut listener, token, Interest::READABLE)
+        .map_err(|e| {
+            inner.remove(token);
+            fail(e.to_string())
+        })?;
+    *l.socket.borrow_mut() = Some(listener);
+    inner.starts.borrow_mut().do_start(&factory);
+    Ok(ListeningPort::new(l))
+}
+
+impl ListeningPortDriver for Listener {
+    fn stop_listening(&self) -> Deferred<()> {
+        let taken = self.socket.borrow_mut().take();
+        if let (Some(mut socket), Some(inner)) = (taken, self.reactor.upgrade()) {
+            let _ = inner.registry.deregister(&mut socket);
+            inner.remove(self.token.get());
+            inner.starts.borrow_mut().do_stop(&self.factory);
+        }
+        succeed(())
+    }
+
+    fn get_host(&self) -> Address {
+        self.host
+    }
+}
+
+fn is_out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Accepts until the queue is empty (mio's readiness is edge-triggered).
+pub(crate) fn accept(inner: &Inner, l: &Rc<Listener>) {
+    if l.backing_off.get() {
+        return;
+    }
+    loop {
+        let accepted = match l.socket.borrow().as_ref() {
+            Some(s) => s.accept(),
+            None => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let peer = addr(peer);
+                let Some(protocol) = l.factory.build_protocol(&peer) else {
+                    drop(stream); // refused by the factory: close at once
+                    continue;
+                };
+                let host = stream.local_addr().map(addr).unwrap_or(l.host);
+                if let Some(c) = TcpConn::start(inner, stream, host, peer, protocol) {
+                    c.conn.make_connection();
+                    inner.mark_dirty(&c);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if is_out_of_fds(&e) => {
+                tracing::warn!(error = %e, "out of file descriptors: pausing accept");
+                l.backing_off.set(true);
+                let (l2, r) = (l.clone(), inner.me.clone());
+                if let Some(reactor) = inner.handle() {
+                    reactor.call_later(EMFILE_BACKOFF, move || {
+                        l2.backing_off.set(false);
+                        if let Some(inner) = r.upgrade() {
+                            accept(&inner, &l2);
+                        }
+                    });
+                }
+                return;
+            }
+            Err(e) => {
+                // A connection reset before accept (ECONNABORTED) and the like: skip it.
+                tracing::debug!(error = %e, "accept failed");
+                continue;
+            }
+        }
+    }
+}
+
+/// One TCP connection: the socket and the shared [`Connection`] state.
+pub(crate) struct TcpConn {
+    pub(crate) token: Cell<Token>,
+    pub(crate) conn: Rc<Connection>,
+    stream: RefCell<Option<TcpStream>>,
+    pub(crate) queued: Cell<bool>,
+    /// Reading stopped because the protocol paused it; resume reading when it unpauses.
+    read_held: Cell<bool>,
+    eof: Cell<bool>,
+    write_shut: Cell<bool>,
+    wants_write: Cell<bool>,
+    nodelay: Cell<bool>,
+}
+
+impl TcpConn {
+    /// Registers `stream` and builds its connection (not yet made).
+    fn start(
+        inner: &Inner,
+        mut stream: TcpStream,
+        host: Address,
+        peer: Address,
+        protocol: Box<dyn crate::protocol::Protocol>,
+    ) -> Option<Rc<TcpConn>> {
+        let reactor = inner.handle()?;
+        let clock: Rc<dyn ReactorTime> = Rc::new(reactor);
+        let r = inner.me.clone();
+        let c = Rc::new_cyclic(|me: &Weak<TcpConn>| {
+            let me = me.clone();
+            let wake: Rc<dyn Fn()> = Rc::new(move || {
+                if let (Some(inner), Some(c)) = (r.upgrade(), me.upgrade()) {
+                    inner.mark_dirty(&c);
+                }
+            });
+            TcpConn {
+                token: Cell::new(Token(0)),
+                conn: Connection::new(clock, wake, host, peer, protocol),
+                stream: RefCell::new(None),
+                queued: Cell::new(false),
+                read_held: Cell::new(false),
+                eof: Cell::new(false),
+                write_shut: Cell::new(false),
+                wants_write: Cell::new(false),
+                nodelay: Cell::new(false),
+            }
+        });
+        let token = inner.insert(|_| Source::Conn(c.clone()));
+        c.token.set(token);
+        if let Err(e) = inner
+            .registry
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            tracing::warn!(error = %e, "cannot register a connection");
+            inner.remove(token);
+            return None;
+        }
+        c.wants_write.set(true);
+        *c.stream.borrow_mut() = Some(stream);
+        Some(c)
+    }
+
+    fn close(&self, inner: &Inner, reason: Failure, reset: bool) {
+        if let Some(mut s) = self.stream.borrow_mut().take() {
+            if reset {
+                let _ = SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            }
+            let _ = inner.registry.deregister(&mut s);
+            drop(s);
+        }
+        inner.remove(self.token.get());
+        self.conn.connection_lost(reason);
+    }
+}
+
+/// Reads until the socket would block, the protocol pauses, or the peer closes.
+pub(crate) fn read(inner: &Inner, c: &Rc<TcpConn>) {
+    if c.conn.is_closed() || c.eof.get() {
+        return;
+    }
+    let mut buf = inner.read_buf.borrow_mut();
+    loop {
+        if c.conn.reading_paused() {
+            c.read_held.set(true);
+            return;
+        }
+        let got = match c.stream.borrow_mut().as_mut() {
+            Some(s) => s.read(&mut buf),
+            None => return,
+        };
+        match got {
+            Ok(0) => {
+                drop(buf);
+                c.eof.set(true);
+                if c.conn.read_eof() {
+                    // Half-close: the protocol goes on writing; done once our side shuts.
+                    if c.write_shut.get() {
+                        c.close(inner, Failure::new(ConnectionDone), false);
+                    } else {
+                        inner.mark_dirty(c);
+                    }
+                } else {
+                    c.close(inner, Failure::new(ConnectionDone), false);
+                }
+                return;
+            }
+            Ok(n) => {
+                // The protocol may re-enter the reactor (write, close, schedule); the buffer
+                // stays borrowed here, and nothing it can call reads.
+                c.conn.deliver(&buf[..n]);
+                if c.conn.is_closed() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                drop(buf);
+                c.close(inner, failure_from_io(&e), false);
+                return;
+            }
+        }
+    }
+}
+
+/// Sends what is buffered, performs a pending close, and keeps the interests right.
+pub(crate) fn flush(inner: &Inner, c: &Rc<TcpConn>) {
+    if c.conn.is_closed() {
+        return;
+    }
+    if let CloseAction::Abort(reason) = c.conn.close_action() {
+        c.close(inner, reason, true);
+        return;
+    }
+    if c.conn.nodelay() != c.nodelay.get() {
+        c.nodelay.set(c.conn.nodelay());
+        if let Some(s) = c.stream.borrow().as_ref() {
+            let _ = s.set_nodelay(c.nodelay.get());
+        }
+    }
+    while c.conn.pending_output() > 0 && !c.write_shut.get() {
+        let sent = c.conn.peek_output(|a, b| match c.stream.borrow_mut().as_mut() {
+            Some(s) => s.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]),
+            None => Ok(0),
+        });
+        match sent {
+            Ok(0) => break,
+            Ok(n) => c.conn.consume_output(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                c.close(inner, failure_from_io(&e), false);
+                return;
+            }
+        }
+    }
+    match c.conn.close_action() {
+        CloseAction::None => {}
+        CloseAction::Close => {
+            c.close(inner, Failure::new(ConnectionDone), false);
+            return;
+        }
+        CloseAction::Abort(reason) => {
+            c.close(inner, reason, true);
+            return;
+        }
+        CloseAction::ShutdownWrite => {
+            if let Some(s) = c.stream.borrow().as_ref() {
+                let _ = s.shutdown(Shutdown::Write);
+            }
+            c.write_shut.set(true);
+            c.conn.write_shutdown_done();
+            if c.eof.get() {
+                c.close(inner, Failure::new(ConnectionDone), false);
+                return;
+            }
+        }
+    }
+    // Ask for WRITABLE only while output is left over.
+    let want = c.conn.pending_output() > 0 && !c.write_shut.get();
+    if want != c.wants_write.get() {
+        c.wants_write.set(want);
+        let interest = if want {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if let Some(s) = c.stream.borrow_mut().as_mut() {
+            let _ = inner.registry.reregister(s, c.token.get(), interest);
+        }
+    }
+    // The protocol resumed reading: take what the kernel held meanwhile.
+    if c.read_held.get() && !c.conn.reading_paused() {
+        c.read_held.set(false);
+        read(inner, c);
+    }
+}
+
+/// An outgoing connection attempt.
+pub(crate) struct MioConnector {
+    me: Weak<MioConnector>,
+    reactor: Weak<Inner>,
+    host: String,
+    port: u16,
+    factory: Rc<dyn ClientFactory>,
+    timeout: Duration,
+    bind: Option<SocketAddr>,
+    state: Cell<ConnectorState>,
+    attempt: Cell<u64>,
+    token: Cell<Option<Token>>,
+    stream: RefCell<Option<TcpStream>>,
+    dest: Cell<Option<SocketAddr>>,
+    timeout_call: RefCell<Option<DelayedCall>>,
+    conn: RefCell<Weak<TcpConn>>,
+}
+
+pub(crate) fn connect(
+    inner: &Rc<Inner>,
+    host: &str,
+    port: u16,
+    factory: Rc<dyn ClientFactory>,
+    timeout: Duration,
+    bind: Option<SocketAddr>,
+) -> Connector {
+    let c = Rc::new_cyclic(|me| MioConnector {
+        me: me.clone(),
+        reactor: Rc::downgrade(inner),
+        host: host.to_string(),
+        port,
+        factory,
+        timeout,
+        bind,
+        state: Cell::new(ConnectorState::Disconnected),
+        attempt: Cell::new(0),
+        token: Cell::new(None),
+        stream: RefCell::new(None),
+        dest: Cell::new(None),
+        timeout_call: RefCell::new(None),
+        conn: RefCell::new(Weak::new()),
+    });
+    let handle = Connector::new(c.clone());
+    c.start();
+    handle
+}
+
+impl MioConnector {
+    fn handle(&self) -> Option<Connector> {
+        self.me
+            .upgrade()
+            .map(|me| Connector::new(me as Rc<dyn ConnectorDriver>))
+    }
+
+    fn open(&self, dest: SocketAddr) -> io::Result<TcpStream> {
+        let socket = Socket::new(Domain::for_address(dest), Type::STREAM, Some(SockProtocol::TCP))?;
+        socket.set_nonblocking(true)?;
+        if let Some(b) = self.bind {
+            socket.bind(&b.into())?;
+        }
+        match socket.connect(&dest.into()) {
+            Ok(()) => {}
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINPROGRESS)
+                    || e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        Ok(TcpStream::from_std(socket.into()))
+    }
+
+    fn start(&self) {
+        let (Some(inner), Some(handle), Some(me)) =
+            (self.reactor.upgrade(), self.handle(), self.me.upgrade())
+        else {
+            return;
+        };
+        let attempt = self.attempt.get() + 1;
+        self.attempt.set(attempt);
+        self.state.set(ConnectorState::Connecting);
+        inner.starts.borrow_mut().do_start(&self.factory);
+        self.factory.started_connecting(&handle);
+        if self.state.get() != ConnectorState::Connecting {
+            return; // stopped from started_connecting
+        }
+        let Some(reactor) = inner.handle() else { return };
+        let timeout = self.timeout;
+        let m = me.clone();
+        *self.timeout_call.borrow_mut() = Some(reactor.call_later(timeout, move || {
+            m.failed(attempt, Failure::new(TimeoutError(timeout)));
+        }));
+        let opened = resolve(&self.host, self.port).and_then(|dest| {
+            self.dest.set(Some(dest));
+            self.open(dest)
+        });
+        let mut stream = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                // Report on the next turn, never from inside connect_tcp.
+                let m = me.clone();
+                let reason = self.error_reason(&e);
+                reactor.call_soon(move || m.failed(attempt, reason));
+                return;
+            }
+        };
+        let token = inner.insert(|_| Source::Connecting(me.clone()));
+        if let Err(e) = inner.registry.register(&mut stream, token, Interest::WRITABLE) {
+            inner.remove(token);
+            let reason = failure_from_io(&e);
+            reactor.call_soon(move || me.failed(attempt, reason));
+            return;
+        }
+        self.token.set(Some(token));
+        *self.stream.borrow_mut() = Some(stream);
+    }
+
+    fn error_reason(&self, e: &io::Error) -> Failure {
+        if e.kind() == io::ErrorKind::ConnectionRefused {
+            Failure::new(ConnectionRefused {
+                peer: format!("{}:{}", self.host, self.port),
+            })
+        } else {
+            failure_from_io(e)
+        }
+    }
+
+    fn release(&self) {
+        if let Some(call) = self.timeout_call.borrow_mut().take() {
+            let _ = call.cancel();
+        }
+        let stream = self.stream.borrow_mut().take();
+        if let (Some(inner), Some(token)) = (self.reactor.upgrade(), self.token.take()) {
+            if let Some(mut s) = stream {
+                let _ = inner.registry.deregister(&mut s);
+            }
+            inner.remove(token);
+        }
+    }
+
+    fn failed(&self, attempt: u64, reason: Failure) {
+        if attempt != self.attempt.get() || self.state.get() != ConnectorState::Connecting {
+            return;
+        }
+        self.release();
+        self.state.set(ConnectorState::Disconnected);
+        let Some(handle) = self.handle() else { return };
+        self.factory.client_connection_failed(&handle, reason);
+        if self.state.get() == ConnectorState::Disconnected {
+            if let Some(inner) = self.reactor.upgrade() {
+                inner.starts.borrow_mut().do_stop(&self.factory);
+            }
+        }
+    }
+}
+
+/// The connecting socket became writable: connected, or failed.
+pub(crate) fn connect_ready(inner: &Inner, c: &Rc<MioConnector>) {
+    let attempt = c.attempt.get();
+    let status = match c.stream.borrow().as_ref() {
+        Some(s) => match s.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => match s.peer_addr() {
+                Ok(peer) => Ok(Some(peer)),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(None),
+                Err(e) => Err(e),
+            },
+        },
+        None => return,
+    };
+    let peer = match status {
+        Ok(Some(peer)) => peer,
+        Ok(None) => return, // not yet: wait for the next event
+        Err(e) => {
+            let reason = c.error_reason(&e);
+            c.failed(attempt, reason);
+            return;
+        }
+    };
+    if let Some(call) = c.timeout_call.borrow_mut().take() {
+        let _ = call.cancel();
+    }
+    let Some(mut stream) = c.stream.borrow_mut().take() else {
+        return;
+    };
+    if let Some(token) = c.token.take() {
+        let _ = inner.registry.deregister(&mut stream);
+        inner.remove(token);
+    }
+    let peer = addr(peer);
+    let Some(protocol) = c.factory.build_protocol(&peer) else {
+        drop(stream);
+        c.state.set(ConnectorState::Connecting);
+        c.failed(attempt, Failure::new(CancelledError));
+        return;
+    };
+    let host = stream.local_addr().map(addr).unwrap_or(peer);
+    let Some(conn) = TcpConn::start(inner, stream, host, peer, protocol) else {
+        c.failed(attempt, Failure::msg("cannot register the connection"));
+        return;
+    };
+    c.state.set(ConnectorState::Connected);
+    *c.conn.borrow_mut() = Rc::downgrade(&conn);
+    let keep = c.clone();
+    conn.conn.set_on_lost(move |reason| {
+        keep.state.set(ConnectorState::Disconnected);
+        if let Some(handle) = keep.handle() {
+            keep.factory.client_connection_lost(&handle, reason);
+        }
+        if keep.state.get() == ConnectorState::Disconnected {
+            if let Some(inner) = keep.reactor.upgrade() {
+                inner.starts.borrow_mut().do_stop(&keep.factory);
+            }
+        }
+    });
+    conn.conn.make_connection();
+    inner.mark_dirty(&conn);
+}
+
+impl ConnectorDriver for MioConnector {
+    fn connect(&self) {
+        if self.state.get() == ConnectorState::Disconnected {
+            self.start();
+        }
+    }
+
+    fn stop_connecting(&self) {
+        if self.state.get() == ConnectorState::Connecting {
+            self.failed(self.attempt.get(), Failure::new(CancelledError));
+        }
+    }
+
+    fn disconnect(&self) {
+        match self.state.get() {
+            ConnectorState::Connecting => self.stop_connecting(),
+            ConnectorState::Connected => {
+                if let Some(c) = self.conn.borrow().upgrade() {
+                    c.conn.transport().lose_connection();
+                }
+            }
+            ConnectorState::Disconnected => {}
+        }
+    }
+
+    fn get_destination(&self) -> Address {
+        self.dest.get().map_or_else(
+            || {
+                resolve(&self.host, self.port)
+                    .map(addr)
+                    .unwrap_or_else(|_| addr(SocketAddr::from(([0, 0, 0, 0], self.port))))
+            },
+            addr,
+        )
+    }
+
+    fn state(&self) -> ConnectorState {
+        self.state.get()
+    }
+}

@@ -1,0 +1,141 @@
+//! Unit tests of the real reactor on 127.0.0.1 (the conformance suite covers the contract).
+
+use std::cell::{Cell, RefCell};
+use std::io::{Read, Write};
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::*;
+use crate::protocol::{factory_fn, ForProtocol, Protocol, Transport};
+use crate::protocols::wire::Echo;
+use crate::reactor::{ReactorCoreExt, ReactorTcpExt, ReactorThreadsExt, ReactorTimeExt};
+
+fn spin(r: &MioReactor, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        r.iterate(Some(Duration::from_millis(10))).unwrap();
+    }
+    cond()
+}
+
+#[test]
+fn port_zero_reports_the_bound_port_and_serves_a_std_client() {
+    let r = MioReactor::new().unwrap();
+    r.start_running().unwrap();
+    let port = r.listen_tcp(0, ForProtocol::<Echo>::new()).unwrap();
+    let bound = port.get_host().addr.port();
+    assert_ne!(bound, 0);
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", bound)).unwrap();
+    client.set_nonblocking(true).unwrap();
+    client.write_all(b"hello").unwrap();
+    let got = RefCell::new(Vec::new());
+    assert!(spin(&r, || {
+        let mut buf = [0u8; 64];
+        if let Ok(n) = client.read(&mut buf) {
+            got.borrow_mut().extend_from_slice(&buf[..n]);
+        }
+        got.borrow().len() >= 5
+    }));
+    assert_eq!(&*got.borrow(), b"hello");
+}
+
+#[test]
+fn timers_fire_on_the_real_clock_in_order() {
+    let r = MioReactor::new().unwrap();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    for ms in [30u64, 10, 20] {
+        let l = log.clone();
+        r.call_later(Duration::from_millis(ms), move || l.borrow_mut().push(ms));
+    }
+    let l = log.clone();
+    assert!(spin(&r, move || l.borrow().len() == 3));
+    assert_eq!(*log.borrow(), vec![10, 20, 30]);
+}
+
+#[test]
+fn defer_to_thread_fires_on_the_reactor_thread() {
+    let r = MioReactor::new().unwrap();
+    let here = std::thread::current().id();
+    let d = r.defer_to_thread(move || (std::thread::current().id() != here, 6 * 7));
+    let seen = Rc::new(Cell::new(None));
+    let s = seen.clone();
+    let _ = d.add_callback(move |v| {
+        assert_eq!(std::thread::current().id(), here);
+        s.set(Some(v));
+    });
+    let s = seen.clone();
+    assert!(spin(&r, move || s.get().is_some()));
+    assert_eq!(seen.get(), Some((true, 42)));
+}
+
+#[test]
+fn run_returns_after_stop_and_the_shutdown_triggers() {
+    let r = MioReactor::new().unwrap();
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let o = order.clone();
+    r.add_system_event_trigger(Phase::During, SystemEvent::Shutdown, move || {
+        o.borrow_mut().push("during shutdown")
+    });
+    let (o, r2) = (order.clone(), r.clone());
+    r.call_when_running(move || {
+        o.borrow_mut().push("running");
+        r2.call_later(Duration::from_millis(20), {
+            let r3 = r2.clone();
+            move || r3.stop().unwrap()
+        });
+    });
+    r.run().unwrap();
+    assert_eq!(*order.borrow(), vec!["running", "during shutdown"]);
+    assert_eq!(r.run(), Err(ReactorError::NotRestartable));
+}
+
+#[test]
+fn a_refused_connection_reaches_the_factory() {
+    let r = MioReactor::new().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let failed = Rc::new(RefCell::new(None::<String>));
+    struct F(Rc<RefCell<Option<String>>>);
+    impl Factory for F {
+        fn build_protocol(&self, _a: &Address) -> Option<Box<dyn Protocol>> {
+            Some(Box::new(Echo::default()))
+        }
+    }
+    impl ClientFactory for F {
+        fn client_connection_failed(&self, _c: &Connector, reason: Failure) {
+            *self.0.borrow_mut() = Some(reason.to_string());
+        }
+    }
+    r.connect_tcp("127.0.0.1", port, Rc::new(F(failed.clone())));
+    let f = failed.clone();
+    assert!(spin(&r, move || f.borrow().is_some()));
+    assert!(failed.borrow().as_deref().unwrap().contains("refused"), "{:?}", failed.borrow());
+}
+
+#[test]
+fn a_panicking_protocol_loses_only_its_connection() {
+    struct Boom;
+    impl Protocol for Boom {
+        fn data_received(&mut self, data: &[u8]) {
+            if data.starts_with(b"boom") {
+                panic!("boom");
+            }
+        }
+    }
+    let r = MioReactor::new().unwrap();
+    r.start_running().unwrap();
+    let port = r
+        .listen_tcp(0, factory_fn(|_| Some(Box::new(Boom) as Box<dyn Protocol>)))
+        .unwrap()
+        .get_host()
+        .addr
+        .port();
+    let mut a = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _b = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(spin(&r, || r.connection_count() == 2));
+    a.write_all(b"boom").unwrap();
+    assert!(spin(&r, || r.connection_count() == 1));
+    let _ = Transport::default();
+}
