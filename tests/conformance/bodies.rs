@@ -19,7 +19,6 @@ use crate::env::Env;
 type Log = Rc<RefCell<Vec<String>>>;
 
 const LIMIT: Duration = Duration::from_secs(60);
-const PORT: u16 = 4000;
 
 fn push(log: &Log, s: impl Into<String>) {
     log.borrow_mut().push(s.into());
@@ -107,7 +106,7 @@ impl<F: Fn() -> Probe + 'static> ClientFactory for Client<F> {
 fn serve(env: &dyn Env, make: impl Fn() -> Probe + 'static) {
     env.server()
         .listen_tcp(
-            PORT,
+            env.port(),
             factory_fn(move |_| Some(Box::new(make()) as Box<dyn Protocol>)),
         )
         .expect("listen");
@@ -118,7 +117,7 @@ fn connect(env: &dyn Env, log: &Log, make: impl Fn() -> Probe + 'static) -> Conn
         make,
         log: log.clone(),
     });
-    env.client().connect_tcp(&env.server_name(), PORT, f)
+    env.client().connect_tcp(&env.server_name(), env.port(), f)
 }
 
 pub fn timers_run_in_deadline_then_fifo_order(env: &dyn Env) {
@@ -260,7 +259,7 @@ pub fn abort_drops_pending_data_and_reports_aborted(env: &dyn Env) {
     let t = transports.clone();
     env.server()
         .listen_tcp(
-            PORT,
+            env.port(),
             factory_fn(move |_| {
                 Some(Box::new(Aborter {
                     log: s.clone(),
@@ -279,7 +278,13 @@ pub fn abort_drops_pending_data_and_reports_aborted(env: &dyn Env) {
     assert_eq!(*slog.borrow(), vec!["made", "aborted"]);
     let c = clog.clone();
     assert!(env.run_until(&move || c.borrow().len() >= 3, LIMIT));
-    assert!(clog.borrow()[2].starts_with("lost"), "{:?}", clog.borrow());
+    // The client sees the reset after its connection was made, or, on a real network where
+    // the RST can beat the connect's completion to the client, as a failed connect (as
+    // Twisted reports it: SO_ERROR is ECONNRESET). Never as a clean close.
+    let c = clog.borrow();
+    let made_then_lost = c[1] == "made" && c[2].starts_with("lost");
+    let failed = c[1].starts_with("failed") && c[1].contains("reset");
+    assert!(made_then_lost || failed, "{c:?}");
 }
 
 struct Aborter {
@@ -322,7 +327,7 @@ pub fn half_close(env: &dyn Env) {
             received: g.clone(),
         }) as Box<dyn Protocol>)
     });
-    env.client().connect_tcp(&env.server_name(), PORT, f);
+    env.client().connect_tcp(&env.server_name(), env.port(), f);
     let c = clog.clone();
     assert!(env.run_until(&move || c.borrow().contains(&"done".into()), LIMIT));
     // The server read the whole request, saw the half-close, and could still answer.
@@ -371,7 +376,7 @@ pub fn producer_pause_and_resume_under_backpressure(env: &dyn Env) {
     let l = log.clone();
     env.server()
         .listen_tcp(
-            PORT,
+            env.port(),
             factory_fn(move |_| {
                 Some(Box::new(Streamer {
                     t: Transport::default(),
@@ -449,7 +454,7 @@ pub fn connection_scoped_timer_is_cancelled_on_loss(env: &dyn Env) {
     let f = fired.clone();
     env.server()
         .listen_tcp(
-            PORT,
+            env.port(),
             factory_fn(move |_| Some(Box::new(Ticker { fired: f.clone() }) as Box<dyn Protocol>)),
         )
         .expect("listen");
@@ -460,11 +465,11 @@ pub fn connection_scoped_timer_is_cancelled_on_loss(env: &dyn Env) {
     });
     let fd = fired.clone();
     assert!(env.run_until(&move || fd.get() == 1, LIMIT));
-    env.run_for(Duration::from_secs(10));
+    env.run_for(Duration::from_secs(2));
     assert_eq!(
         fired.get(),
         1,
-        "the 5 s timer was cancelled with the connection"
+        "the 1 s timer was cancelled with the connection"
     );
 }
 
@@ -476,7 +481,7 @@ impl Protocol for Ticker {
         t.call_later(Duration::from_millis(100), |me: &mut Ticker| {
             me.fired.set(me.fired.get() + 1);
         });
-        t.call_later(Duration::from_secs(5), |me: &mut Ticker| {
+        t.call_later(Duration::from_secs(1), |me: &mut Ticker| {
             me.fired.set(me.fired.get() + 100);
         });
         let t2 = t.clone();
@@ -494,8 +499,8 @@ pub fn factory_start_and_stop_are_counted(env: &dyn Env) {
         log: log.clone(),
     });
     let r = env.server();
-    let a = r.listen_tcp(PORT, f.clone()).expect("listen a");
-    let b = r.listen_tcp(PORT + 1, f.clone()).expect("listen b");
+    let a = r.listen_tcp(env.port(), f.clone()).expect("listen a");
+    let b = r.listen_tcp(0, f.clone()).expect("listen b");
     assert_eq!(*log.borrow(), vec!["start"]);
     let _ = a.stop_listening();
     assert_eq!(*log.borrow(), vec!["start"]);
@@ -506,7 +511,7 @@ pub fn factory_start_and_stop_are_counted(env: &dyn Env) {
 pub fn stop_listening_refuses_new_connections(env: &dyn Env) {
     let port = env
         .server()
-        .listen_tcp(PORT, factory_fn(|_| Some(Box::new(Probe::default()) as _)))
+        .listen_tcp(env.port(), factory_fn(|_| Some(Box::new(Probe::default()) as _)))
         .expect("listen");
     let done: Deferred<()> = port.stop_listening();
     let fired = Rc::new(Cell::new(false));
@@ -559,7 +564,7 @@ pub fn panicking_protocol_loses_only_its_connection(env: &dyn Env) {
     let s = slog.clone();
     env.server()
         .listen_tcp(
-            PORT,
+            env.port(),
             factory_fn(move |_| {
                 c.set(c.get() + 1);
                 let n = c.get();

@@ -14,6 +14,8 @@ pub trait Env {
     fn client(&self) -> Rc<dyn Reactor>;
     /// What the client connects to.
     fn server_name(&self) -> String;
+    /// The port the body's server listens on (nothing listens there before).
+    fn port(&self) -> u16;
     /// Runs until `cond` holds; false if the world went idle or `limit` passed first.
     fn run_until(&self, cond: &dyn Fn() -> bool, limit: Duration) -> bool;
     /// Runs for `d` (of the backend's time).
@@ -64,11 +66,74 @@ impl Env for SimEnv {
     fn server_name(&self) -> String {
         "server".into()
     }
+    fn port(&self) -> u16 {
+        4000
+    }
     fn run_until(&self, cond: &dyn Fn() -> bool, limit: Duration) -> bool {
         let deadline = self.sim.now() + limit;
         self.sim.run_until(|| cond() || self.sim.now() >= deadline) && cond()
     }
     fn run_for(&self, d: Duration) {
         self.sim.run_for(d);
+    }
+}
+
+/// The real reactor: one `MioReactor` is both sides, over 127.0.0.1.
+pub struct MioEnv {
+    reactor: torsion::mio::MioReactor,
+    port: u16,
+}
+
+impl MioEnv {
+    pub fn new() -> Self {
+        let reactor = torsion::mio::MioReactor::new().expect("a poller");
+        reactor.start_running().expect("starts");
+        // A port nothing listens on: the kernel's pick, released at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        MioEnv { reactor, port }
+    }
+}
+
+// The real reactor runs on the wall clock.
+#[allow(clippy::disallowed_methods)]
+fn wall() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+impl Env for MioEnv {
+    fn server(&self) -> Rc<dyn Reactor> {
+        Rc::new(self.reactor.clone())
+    }
+    fn client(&self) -> Rc<dyn Reactor> {
+        Rc::new(self.reactor.clone())
+    }
+    fn server_name(&self) -> String {
+        "127.0.0.1".into()
+    }
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn run_until(&self, cond: &dyn Fn() -> bool, limit: Duration) -> bool {
+        let deadline = wall() + limit;
+        while !cond() {
+            if wall() >= deadline {
+                return false;
+            }
+            self.reactor
+                .iterate(Some(Duration::from_millis(10)))
+                .expect("poll");
+        }
+        true
+    }
+    fn run_for(&self, d: Duration) {
+        let deadline = wall() + d;
+        while wall() < deadline {
+            self.reactor
+                .iterate(Some(Duration::from_millis(5)))
+                .expect("poll");
+        }
     }
 }

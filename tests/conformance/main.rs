@@ -5,14 +5,15 @@
 //! reactor both are the same loop over loopback) and a way to run until a condition holds.
 //! The `conformance!` macro instantiates each body per backend: today the simulator, over
 //! many seeds each (hostile schedules: fragmentation, latency, reordering of independent
-//! events); the real `mio` reactor joins the same list when it lands.
+//! events), and the real `mio` reactor over 127.0.0.1.
 
 mod bodies;
 mod env;
 
-use env::SimEnv;
+use env::{MioEnv, SimEnv};
 
-/// Runs a body on the simulator over 50 seeds (each seed a different schedule).
+/// Runs a body on the simulator over 50 seeds (each seed a different schedule), and on the
+/// real reactor.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sim {
@@ -24,6 +25,15 @@ macro_rules! conformance {
                         super::bodies::$name(&env);
                         env.finish(stringify!($name));
                     }
+                }
+            )*
+        }
+        mod mio {
+            $(
+                #[test]
+                fn $name() {
+                    let env = super::MioEnv::new();
+                    super::bodies::$name(&env);
                 }
             )*
         }
