@@ -282,7 +282,11 @@ impl Inner {
         }
     }
 
-    fn turn(&self, cap: Option<Duration>, signals: Option<&mut signal_hook_mio::v1_0::Signals>) -> io::Result<()> {
+    fn turn(
+        &self,
+        cap: Option<Duration>,
+        signals: Option<&mut signal_hook_mio::v1_0::Signals>,
+    ) -> io::Result<()> {
         let timeout = self.poll_timeout(cap);
         let mut events = Events::with_capacity(1024);
         match self.poll.borrow_mut().poll(&mut events, timeout) {
@@ -396,10 +400,7 @@ impl ReactorCore for MioReactor {
         ])
         .ok();
         if let Some(s) = signals.as_mut() {
-            let _ = self
-                .inner
-                .registry
-                .register(s, SIGNALS, Interest::READABLE);
+            let _ = self.inner.registry.register(s, SIGNALS, Interest::READABLE);
         }
         while !self.inner.shutdown_done.get() {
             if let Err(e) = self.inner.turn(None, signals.as_mut()) {

@@ -58,8 +58,7 @@ impl Pool {
                         rx.recv()
                     };
                     let Ok(job) = job else { return };
-                    let outcome =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(job.work));
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job.work));
                     done.lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .push((job.id, outcome));

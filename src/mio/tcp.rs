@@ -18,8 +18,7 @@ use crate::protocol::{
     Factory,
 };
 use crate::reactor::{
-    CannotListenError, DelayedCall, ListeningPort, ListeningPortDriver, ReactorTime,
-    ReactorTimeExt,
+    CannotListenError, DelayedCall, ListeningPort, ListeningPortDriver, ReactorTime, ReactorTimeExt,
 };
 
 /// How long accept backs off after running out of file descriptors.
@@ -47,8 +46,12 @@ pub(crate) fn listen(
         reason,
     };
     let at = resolve(interface, port).map_err(|e| fail(e.to_string()))?;
-    let socket = Socket::new(Domain::for_address(at), Type::STREAM, Some(SockProtocol::TCP))
-        .map_err(|e| fail(e.to_string()))?;
+    let socket = Socket::new(
+        Domain::for_address(at),
+        Type::STREAM,
+        Some(SockProtocol::TCP),
+    )
+    .map_err(|e| fail(e.to_string()))?;
     socket
         .set_reuse_address(true)
         .map_err(|e| fail(e.to_string()))?;
@@ -198,9 +201,10 @@ impl TcpConn {
         });
         let token = inner.insert(|_| Source::Conn(c.clone()));
         c.token.set(token);
-        if let Err(e) = inner
-            .registry
-            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+        if let Err(e) =
+            inner
+                .registry
+                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
         {
             tracing::warn!(error = %e, "cannot register a connection");
             inner.remove(token);
@@ -290,10 +294,12 @@ pub(crate) fn flush(inner: &Inner, c: &Rc<TcpConn>) {
         }
     }
     while c.conn.pending_output() > 0 && !c.write_shut.get() {
-        let sent = c.conn.peek_output(|a, b| match c.stream.borrow_mut().as_mut() {
-            Some(s) => s.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]),
-            None => Ok(0),
-        });
+        let sent = c
+            .conn
+            .peek_output(|a, b| match c.stream.borrow_mut().as_mut() {
+                Some(s) => s.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]),
+                None => Ok(0),
+            });
         match sent {
             Ok(0) => break,
             Ok(n) => c.conn.consume_output(n),
@@ -402,7 +408,11 @@ impl MioConnector {
     }
 
     fn open(&self, dest: SocketAddr) -> io::Result<TcpStream> {
-        let socket = Socket::new(Domain::for_address(dest), Type::STREAM, Some(SockProtocol::TCP))?;
+        let socket = Socket::new(
+            Domain::for_address(dest),
+            Type::STREAM,
+            Some(SockProtocol::TCP),
+        )?;
         socket.set_nonblocking(true)?;
         if let Some(b) = self.bind {
             socket.bind(&b.into())?;
@@ -431,7 +441,9 @@ impl MioConnector {
         if self.state.get() != ConnectorState::Connecting {
             return; // stopped from started_connecting
         }
-        let Some(reactor) = inner.handle() else { return };
+        let Some(reactor) = inner.handle() else {
+            return;
+        };
         let timeout = self.timeout;
         let m = me.clone();
         *self.timeout_call.borrow_mut() = Some(reactor.call_later(timeout, move || {
@@ -452,7 +464,10 @@ impl MioConnector {
             }
         };
         let token = inner.insert(|_| Source::Connecting(me.clone()));
-        if let Err(e) = inner.registry.register(&mut stream, token, Interest::WRITABLE) {
+        if let Err(e) = inner
+            .registry
+            .register(&mut stream, token, Interest::WRITABLE)
+        {
             inner.remove(token);
             let reason = failure_from_io(&e);
             reactor.call_soon(move || me.failed(attempt, reason));

@@ -95,7 +95,11 @@ fn run_returns_after_stop_and_the_shutdown_triggers() {
 #[test]
 fn a_refused_connection_reaches_the_factory() {
     let r = MioReactor::new().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let failed = Rc::new(RefCell::new(None::<String>));
     struct F(Rc<RefCell<Option<String>>>);
     impl Factory for F {
@@ -111,7 +115,11 @@ fn a_refused_connection_reaches_the_factory() {
     r.connect_tcp("127.0.0.1", port, Rc::new(F(failed.clone())));
     let f = failed.clone();
     assert!(spin(&r, move || f.borrow().is_some()));
-    assert!(failed.borrow().as_deref().unwrap().contains("refused"), "{:?}", failed.borrow());
+    assert!(
+        failed.borrow().as_deref().unwrap().contains("refused"),
+        "{:?}",
+        failed.borrow()
+    );
 }
 
 #[test]

@@ -511,7 +511,10 @@ pub fn factory_start_and_stop_are_counted(env: &dyn Env) {
 pub fn stop_listening_refuses_new_connections(env: &dyn Env) {
     let port = env
         .server()
-        .listen_tcp(env.port(), factory_fn(|_| Some(Box::new(Probe::default()) as _)))
+        .listen_tcp(
+            env.port(),
+            factory_fn(|_| Some(Box::new(Probe::default()) as _)),
+        )
         .expect("listen");
     let done: Deferred<()> = port.stop_listening();
     let fired = Rc::new(Cell::new(false));
@@ -672,4 +675,80 @@ pub fn call_from_thread_runs_on_the_reactor(env: &dyn Env) {
         &move || rn.get() && h.load(std::sync::atomic::Ordering::SeqCst) == 1,
         LIMIT
     ));
+}
+
+/// Records when each attempt starts.
+struct Attempts {
+    clock: Rc<dyn torsion::reactor::Reactor>,
+    at: Rc<RefCell<Vec<torsion::reactor::Instant>>>,
+    failed: Rc<Cell<u32>>,
+}
+impl Factory for Attempts {
+    fn build_protocol(&self, _a: &Address) -> Option<Box<dyn Protocol>> {
+        Some(Box::new(Probe::default()))
+    }
+}
+impl ClientFactory for Attempts {
+    fn started_connecting(&self, _c: &Connector) {
+        self.at.borrow_mut().push(self.clock.seconds());
+    }
+    fn client_connection_failed(&self, _c: &Connector, _reason: Failure) {
+        self.failed.set(self.failed.get() + 1);
+    }
+}
+
+pub fn reconnecting_client_factory_retry_timing(env: &dyn Env) {
+    use torsion::protocol::{Backoff, ReconnectingClientFactory, RetryPolicy};
+    let client = env.client();
+    let at = Rc::new(RefCell::new(Vec::new()));
+    let failed = Rc::new(Cell::new(0));
+    let inner = Rc::new(Attempts {
+        clock: client.clone(),
+        at: at.clone(),
+        failed: failed.clone(),
+    });
+    let policy = RetryPolicy {
+        initial_delay: Duration::from_millis(50),
+        factor: 2.0,
+        jitter: 0.0,
+        max_retries: Some(3),
+        ..RetryPolicy::default()
+    };
+    let backoff = Backoff::with_policy(Rc::new(ClientClock(client.clone())), policy);
+    let factory = ReconnectingClientFactory::new(backoff.clone(), inner);
+    // Nothing listens on the port: every attempt is refused.
+    client.connect_tcp(&env.server_name(), env.port(), factory);
+    let f = failed.clone();
+    assert!(env.run_until(&move || f.get() == 4, LIMIT));
+    env.run_for(Duration::from_millis(500));
+    assert_eq!(failed.get(), 4, "max_retries 3: four attempts in all");
+    assert!(backoff.pending_retry().is_none());
+    let at = at.borrow();
+    assert_eq!(at.len(), 4);
+    for (i, want_ms) in [50u64, 100, 200].into_iter().enumerate() {
+        let gap = at[i + 1] - at[i];
+        let want = Duration::from_millis(want_ms);
+        // At least the backoff; at most the backoff plus one refusal's round trip (the
+        // simulator's latency, or the real loopback) and scheduling slack.
+        assert!(
+            gap >= want && gap < want + Duration::from_millis(100),
+            "retry {i}: waited {gap:?}, backoff {want:?}"
+        );
+    }
+}
+
+/// A `Reactor` handle as the `ReactorTime + ReactorRandom` a `Backoff` wants.
+struct ClientClock(Rc<dyn torsion::reactor::Reactor>);
+impl torsion::reactor::ReactorTime for ClientClock {
+    fn seconds(&self) -> torsion::reactor::Instant {
+        self.0.seconds()
+    }
+    fn call_later_boxed(&self, d: Duration, f: Box<dyn FnOnce()>) -> torsion::reactor::DelayedCall {
+        self.0.call_later_boxed(d, f)
+    }
+}
+impl torsion::reactor::ReactorRandom for ClientClock {
+    fn next_u64(&self) -> u64 {
+        self.0.next_u64()
+    }
 }

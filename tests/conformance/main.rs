@@ -58,4 +58,5 @@ conformance!(
     panicking_protocol_loses_only_its_connection,
     defer_to_thread_fires_on_the_reactor,
     call_from_thread_runs_on_the_reactor,
+    reconnecting_client_factory_retry_timing,
 );
