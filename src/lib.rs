@@ -43,5 +43,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The names most programs use, in one import.
 pub mod prelude {
     pub use crate::defer::{Deferred, Failure, IntoOutcome, Outcome};
-    pub use crate::reactor::{DelayedCall, Instant, ReactorTime, ReactorTimeExt};
+    pub use crate::reactor::{
+        DelayedCall, Instant, Reactor, ReactorCore, ReactorCoreExt, ReactorRandom,
+        ReactorRandomExt, ReactorTcp, ReactorTcpExt, ReactorThreads, ReactorThreadsExt,
+        ReactorTime, ReactorTimeExt, ReactorUdp, ReactorUdpExt,
+    };
 }
