@@ -35,7 +35,9 @@ fn server(name: &str, extra: &[&str]) -> Example {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start example {name}: {e} (cargo test builds examples)"));
+        .unwrap_or_else(|e| {
+            panic!("cannot start example {name}: {e} (cargo test builds examples)")
+        });
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -104,7 +106,10 @@ fn chat_server_nick_broadcast_and_overlong_line() {
     assert_eq!(read_line(&mut members[0].1), "* guest3 has joined");
     assert_eq!(read_line(&mut members[1].1), "* guest3 has joined");
 
-    members[0].0.write_all(b"/nick alice\r\nhello room\r\n").unwrap();
+    members[0]
+        .0
+        .write_all(b"/nick alice\r\nhello room\r\n")
+        .unwrap();
     for m in &mut members[1..] {
         assert_eq!(read_line(&mut m.1), "* guest1 is now alice");
         assert_eq!(read_line(&mut m.1), "<alice> hello room");
@@ -149,6 +154,9 @@ fn poetry_client_example_gathers_from_two_servers() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(stdout.contains("poem 1:") && stdout.contains("poem 2:"), "{stdout}");
+    assert!(
+        stdout.contains("poem 1:") && stdout.contains("poem 2:"),
+        "{stdout}"
+    );
     assert_eq!(stdout.matches("replay the bug").count(), 2, "{stdout}");
 }

@@ -12,6 +12,12 @@
 //!   time its buffer empties.
 //!
 //! Either gets `stop_producing` when the connection goes away.
+//!
+//! Unlike Twisted, where `pauseProducing` can run inside the `write` that crossed the mark,
+//! torsion delivers pause and resume on the next loop turn (rule 3 of the reactor contract:
+//! no synchronous re-entry). A producer that writes several chunks in one turn therefore
+//! also checks [`Transport::buffered`](crate::protocol::Transport::buffered) against
+//! [`HIGH_WATER_MARK`] and stops early; one that writes a chunk per turn needs nothing more.
 
 use thiserror::Error;
 
