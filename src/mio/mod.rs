@@ -79,6 +79,7 @@ enum Source {
 pub(crate) struct Inner {
     me: Weak<Inner>,
     poll: RefCell<Poll>,
+    events: RefCell<Option<Events>>,
     registry: mio::Registry,
     waker: Arc<Waker>,
     epoch: std::time::Instant,
@@ -88,6 +89,7 @@ pub(crate) struct Inner {
     pool: Pool,
     sources: RefCell<Slab<Source>>,
     dirty: RefCell<Vec<Rc<TcpConn>>>,
+    spare: RefCell<Vec<Rc<TcpConn>>>,
     read_buf: RefCell<Vec<u8>>,
     state: Cell<RunState>,
     triggers: SystemEventTriggers,
@@ -136,6 +138,7 @@ impl MioReactor {
         let inner = Rc::new_cyclic(|me| Inner {
             me: me.clone(),
             poll: RefCell::new(poll),
+            events: RefCell::new(Some(Events::with_capacity(1024))),
             registry,
             pool: Pool::new(waker.clone()),
             waker,
@@ -145,6 +148,7 @@ impl MioReactor {
             threads,
             sources: RefCell::new(Slab::new()),
             dirty: RefCell::new(Vec::new()),
+            spare: RefCell::new(Vec::new()),
             read_buf: RefCell::new(vec![0; READ_BUFFER]),
             state: Cell::new(RunState::NotStarted),
             triggers: SystemEventTriggers::new(),
@@ -246,15 +250,19 @@ impl Inner {
     }
 
     fn flush_dirty(&self) {
+        // Two vectors swap roles, so a busy loop allocates nothing here.
         loop {
-            let batch = std::mem::take(&mut *self.dirty.borrow_mut());
+            let mut batch = std::mem::take(&mut *self.spare.borrow_mut());
+            std::mem::swap(&mut batch, &mut *self.dirty.borrow_mut());
             if batch.is_empty() {
+                *self.spare.borrow_mut() = batch;
                 return;
             }
-            for c in batch {
+            for c in batch.drain(..) {
                 c.queued.set(false);
                 tcp::flush(self, &c);
             }
+            *self.spare.borrow_mut() = batch;
         }
     }
 
@@ -288,11 +296,20 @@ impl Inner {
         signals: Option<&mut signal_hook_mio::v1_0::Signals>,
     ) -> io::Result<()> {
         let timeout = self.poll_timeout(cap);
-        let mut events = Events::with_capacity(1024);
+        // The events buffer is reused turn after turn (taken out while dispatching: a nested
+        // `iterate` from inside a callback gets a fresh one rather than a borrow panic).
+        let mut events = self
+            .events
+            .borrow_mut()
+            .take()
+            .unwrap_or_else(|| Events::with_capacity(1024));
         match self.poll.borrow_mut().poll(&mut events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => {
+                *self.events.borrow_mut() = Some(events);
+                return Err(e);
+            }
         }
         self.timers.set_now(self.now());
         for event in events.iter() {
@@ -303,6 +320,7 @@ impl Inner {
             }
             self.flush_dirty();
         }
+        *self.events.borrow_mut() = Some(events);
         if let Some(s) = signals {
             let got = s.pending().count();
             if got > 0 {
@@ -335,8 +353,9 @@ impl Inner {
         match source {
             Some(Source::Listener(l)) => tcp::accept(self, &l),
             Some(Source::Conn(c)) => {
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    tcp::read(self, &c);
+                let drain = event.is_read_closed() || event.is_error();
+                if event.is_readable() || drain {
+                    tcp::read(self, &c, drain);
                 }
                 if event.is_writable() || event.is_write_closed() {
                     self.mark_dirty(&c);

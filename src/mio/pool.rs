@@ -84,6 +84,9 @@ impl Pool {
 
     /// The finished jobs, as calls that fire their Deferreds (run them on the reactor).
     pub(crate) fn completions(&self) -> Vec<Box<dyn FnOnce() + '_>> {
+        if self.waiting.borrow().is_empty() {
+            return Vec::new(); // nothing submitted: skip the lock
+        }
         let finished = std::mem::take(
             &mut *self
                 .done

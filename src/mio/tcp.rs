@@ -228,8 +228,11 @@ impl TcpConn {
     }
 }
 
-/// Reads until the socket would block, the protocol pauses, or the peer closes.
-pub(crate) fn read(inner: &Inner, c: &Rc<TcpConn>) {
+/// Reads until the socket would block, the protocol pauses, or the peer closes. Unless
+/// `drain` is set, a short read also ends it (the queue is empty; new data raises a new
+/// edge). `drain` is for an event that reported the peer's FIN or an error, and for
+/// resuming after a pause: then only `EAGAIN` or EOF ends it.
+pub(crate) fn read(inner: &Inner, c: &Rc<TcpConn>, drain: bool) {
     if c.conn.is_closed() || c.eof.get() {
         return;
     }
@@ -266,6 +269,12 @@ pub(crate) fn read(inner: &Inner, c: &Rc<TcpConn>) {
                 if c.conn.is_closed() {
                     return;
                 }
+                if n < buf.len() && !drain {
+                    // A short read emptied the socket's queue: stop here rather than spend a
+                    // syscall on the EAGAIN (as tokio does). Data that arrives later raises a
+                    // new edge, and so does the peer's FIN.
+                    return;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -297,6 +306,8 @@ pub(crate) fn flush(inner: &Inner, c: &Rc<TcpConn>) {
         let sent = c
             .conn
             .peek_output(|a, b| match c.stream.borrow_mut().as_mut() {
+                // One contiguous run (the common case) is a plain `send`.
+                Some(s) if b.is_empty() => s.write(a),
                 Some(s) => s.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]),
                 None => Ok(0),
             });
@@ -349,7 +360,7 @@ pub(crate) fn flush(inner: &Inner, c: &Rc<TcpConn>) {
     // The protocol resumed reading: take what the kernel held meanwhile.
     if c.read_held.get() && !c.conn.reading_paused() {
         c.read_held.set(false);
-        read(inner, c);
+        read(inner, c, true);
     }
 }
 

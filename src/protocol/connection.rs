@@ -274,7 +274,13 @@ impl Connection {
         let event = {
             let mut st = self.state.borrow_mut();
             let n = n.min(st.out.len());
-            st.out.drain(..n);
+            if n == st.out.len() {
+                // Empty: `clear` also rewinds the ring, so the next write is one contiguous
+                // run (a plain `send`, not a two-piece `writev`).
+                st.out.clear();
+            } else {
+                st.out.drain(..n);
+            }
             let len = st.out.len();
             match &st.producer {
                 Some(slot) if slot.streaming() && st.producer_paused && len <= LOW_WATER_MARK => {
