@@ -1,5 +1,6 @@
 //! A key-value store over [`Int32StringReceiver`](torsion::protocols::basic::IntNStringReceiver)
-//! frames, and a client that retries through [`ReconnectingClientFactory`].
+//! frames, and a client that retries through
+//! [`ReconnectingClientFactory`](torsion::protocol::ReconnectingClientFactory).
 //!
 //! Requests carry a client id and a sequence number: `SET id seq key value`,
 //! `INCR id seq key`, `GET id seq key`; the answer is `OK seq value`. A client has one

@@ -8,7 +8,7 @@
 //! SIGTERM become a graceful [`stop`](ReactorCore::stop) through the shutdown triggers
 //! (`signal-hook-mio`).
 //!
-//! Each connection is a [`Connection`] (the sans-IO state every driver shares) plus a
+//! Each connection is a [`Connection`](crate::protocol::Connection) (the sans-IO state every driver shares) plus a
 //! socket. The hot path: a readable socket is read into one reused 64 KiB buffer and handed
 //! to the protocol without another copy; what the protocol writes is flushed on the same
 //! loop turn with one vectored `write`, and `WRITABLE` interest is asked for only while
