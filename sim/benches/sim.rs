@@ -183,10 +183,14 @@ fn heartbeat_hour() -> f64 {
 }
 
 fn main() {
-    // Memory first, before other workloads grow the heap.
-    let (rss, open) = conns_100k();
-    assert_eq!(open, 100_000, "every connection is open on the server");
-    println!("conns_100k_rss_mib: {rss:.0}");
+    // SIM_BENCH_ONLY=echo runs just the seeds workload (for profiling).
+    let only_echo = std::env::var("SIM_BENCH_ONLY").is_ok_and(|v| v == "echo");
+    if !only_echo {
+        // Memory first, before other workloads grow the heap.
+        let (rss, open) = conns_100k();
+        assert_eq!(open, 100_000, "every connection is open on the server");
+        println!("conns_100k_rss_mib: {rss:.0}");
+    }
     let seeds = 1000u64;
     let start = Instant::now();
     let mut events = 0;
@@ -196,6 +200,9 @@ fn main() {
     let secs = start.elapsed().as_secs_f64();
     println!("echo_seeds_per_s: {:.0}", seeds as f64 / secs);
     println!("echo_events_per_s: {:.0}", events as f64 / secs);
+    if only_echo {
+        return;
+    }
     let wall = heartbeat_hour();
     println!("heartbeat_hour_wall_s: {wall:.2}");
 }

@@ -242,6 +242,9 @@ fn now() -> std::time::Instant {
 }
 
 fn explore(args: ExploreArgs) -> Result<ExitCode, String> {
+    // Failing seeds panic inside the harness, which catches and reports them (the table, the
+    // report, the replay file); the default hook would also print each one as it happens.
+    std::panic::set_hook(Box::new(|_| {}));
     let scenarios = Scenario::load_all(&args.paths).map_err(|e| e.to_string())?;
     if scenarios.is_empty() {
         return Err("no scenarios found".into());

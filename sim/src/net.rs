@@ -113,10 +113,11 @@ impl Flight {
     /// (sequence, destination host, slot) of every segment due at `t`. In a min-heap every
     /// entry equal to the minimum is reached from the root through entries equal to it, so
     /// a walk that stops at larger entries finds them all without popping anything.
-    pub(crate) fn due_at(&self, t: u64) -> Vec<(u64, usize, u32)> {
+    pub(crate) fn due_at(&self, t: u64, out: &mut Vec<(u64, usize, u32)>, stack: &mut Vec<usize>) {
         let heap = self.heap.as_slice();
-        let mut out = Vec::new();
-        let mut stack = vec![0usize];
+        out.clear();
+        stack.clear();
+        stack.push(0);
         while let Some(i) = stack.pop() {
             let Some(e) = heap.get(i) else { continue };
             if e.0 .0 != t {
@@ -129,7 +130,6 @@ impl Flight {
             stack.push(2 * i + 2);
         }
         out.sort_unstable();
-        out
     }
 
     /// Takes the packet in `slot`; its heap entry is dropped (and the slot freed) when it

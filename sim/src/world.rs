@@ -663,9 +663,29 @@ enum Due {
 
 /// Every entry of a min-heap slice equal to `t`: such entries hang from the root through
 /// entries equal to `t`, so the walk stops at larger ones.
-fn heap_entries_at(heap: &[Reverse<(u64, u64, usize)>], t: u64) -> Vec<(u64, usize)> {
-    let mut out = Vec::new();
-    let mut stack = vec![0usize];
+/// Scratch vectors for [`next_due`], reused step after step (cleared before each use, so
+/// nothing carries over between steps or worlds).
+#[derive(Default)]
+struct Scratch {
+    stack: Vec<usize>,
+    entries: Vec<(u64, usize)>,
+    due: Vec<(u64, usize, u32)>,
+    candidates: Vec<(u64, usize, Due)>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+fn heap_entries_at(
+    heap: &[Reverse<(u64, u64, usize)>],
+    t: u64,
+    out: &mut Vec<(u64, usize)>,
+    stack: &mut Vec<usize>,
+) {
+    out.clear();
+    stack.clear();
+    stack.push(0);
     while let Some(i) = stack.pop() {
         let Some(e) = heap.get(i) else { continue };
         if e.0 .0 != t {
@@ -675,7 +695,6 @@ fn heap_entries_at(heap: &[Reverse<(u64, u64, usize)>], t: u64) -> Vec<(u64, usi
         stack.push(2 * i + 1);
         stack.push(2 * i + 2);
     }
-    out
 }
 
 /// Finds what runs next. Every scheduled call has an entry in `wakeups`, and the heap's
@@ -716,25 +735,33 @@ fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
         + usize::from(flight.second_at(t));
     let chosen = if world.cfg.reorder && others >= 2 {
         // Per host, the earliest of its due timers and due segments is a candidate.
-        let mut candidates: Vec<(u64, usize, Due)> = Vec::new();
-        for (seq, index) in heap_entries_at(heap.as_slice(), t) {
-            if front(world, index) == Some((t, seq)) && !candidates.iter().any(|c| c.1 == index) {
-                candidates.push((seq, index, Due::Queue(index)));
+        SCRATCH.with(|scratch| {
+            let mut guard = scratch.borrow_mut();
+            let sc = &mut *guard;
+            heap_entries_at(heap.as_slice(), t, &mut sc.entries, &mut sc.stack);
+            let candidates = &mut sc.candidates;
+            candidates.clear();
+            for &(seq, index) in &sc.entries {
+                if front(world, index) == Some((t, seq)) && !candidates.iter().any(|c| c.1 == index)
+                {
+                    candidates.push((seq, index, Due::Queue(index)));
+                }
             }
-        }
-        for (seq, host, slot) in flight.due_at(t) {
-            match candidates.iter_mut().find(|c| c.1 == host) {
-                Some(c) if c.0 < seq => {}
-                Some(c) => *c = (seq, host, Due::Packet(slot)),
-                None => candidates.push((seq, host, Due::Packet(slot))),
+            flight.due_at(t, &mut sc.due, &mut sc.stack);
+            for &(seq, host, slot) in &sc.due {
+                match candidates.iter_mut().find(|c| c.1 == host) {
+                    Some(c) if c.0 < seq => {}
+                    Some(c) => *c = (seq, host, Due::Packet(slot)),
+                    None => candidates.push((seq, host, Due::Packet(slot))),
+                }
             }
-        }
-        if candidates.len() > 1 {
-            candidates.sort_unstable_by_key(|c| c.0);
-            candidates[world.choose(candidates.len() as u64) as usize].2
-        } else {
-            first.2
-        }
+            if candidates.len() > 1 {
+                candidates.sort_unstable_by_key(|c| c.0);
+                candidates[world.choose(candidates.len() as u64) as usize].2
+            } else {
+                first.2
+            }
+        })
     } else {
         first.2
     };
