@@ -17,6 +17,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use torsion::defer::{Deferred, Failure};
+use torsion::error::ConnectionDone;
 use torsion::protocol::{Address, ClientFactory, Connector, Factory, Protocol, Transport};
 use torsion::protocols::basic::{LineBuffer, LineReceiver};
 
@@ -157,6 +158,10 @@ pub struct ChatLog {
     pub received: Vec<String>,
     /// Whether it sent all its messages.
     pub sent_all: bool,
+    /// Whether the session ended as asked: `/quit` sent, then a clean close (no reset, no
+    /// timeout). Everything it sent before `/quit` then reached the server.
+    pub clean: bool,
+    quitting: bool,
 }
 
 /// A scripted member: on the welcome it sets its nick, says each of its messages, and
@@ -200,7 +205,8 @@ impl Protocol for ChatClient {
     fn data_received(&mut self, data: &[u8]) {
         self.feed(data);
     }
-    fn connection_lost(&mut self, _reason: Failure) {
+    fn connection_lost(&mut self, reason: Failure) {
+        self.log.clean = self.log.quitting && reason.is::<ConnectionDone>();
         let _ = self.done.callback(std::mem::take(&mut self.log));
     }
 }
@@ -220,7 +226,10 @@ impl LineReceiver for ChatClient {
             self.log.sent_all = true;
             self.lines
                 .transport()
-                .call_later::<ChatClient>(self.quit_after, |me| me.send_line(b"/quit"));
+                .call_later::<ChatClient>(self.quit_after, |me| {
+                    me.log.quitting = true;
+                    me.send_line(b"/quit");
+                });
         }
         self.log.received.push(text);
     }
@@ -272,21 +281,55 @@ impl ClientFactory for ChatClientFactory {
     }
 }
 
-/// Checks the log of `client{me}` (clients say `m{i}.{j}`, as the scenario's do; a
-/// restarted client rejoins as `client{i}r{k}` and starts over): every line is well formed, never its own, and from each
-/// sender the message numbers are a contiguous increasing run (the server relays each
-/// sender's messages in order, and a receiver sees a contiguous window of the broadcast
-/// stream). Without faults each run ends at the sender's last message.
-pub fn check_log(
+/// Checks the members' logs (clients say `m{i}.{j}`, as the scenarios do; a restarted
+/// client rejoins as `client{i}r{k}` and starts over):
+///
+/// - every line is well formed, and nobody receives its own messages;
+/// - from each sender, a receiver gets a contiguous, increasing run of message numbers (the
+///   server relays each sender's stream in order; a receiver sees a window of it);
+/// - every message a member sends reaches every other member connected throughout, in order:
+///   if the receiver saw the sender arrive (its `/nick`) and leave, and the sender's session
+///   was clean, the receiver got all of the sender's messages, in between;
+/// - without faults, each run ends at the sender's last message.
+pub fn check_logs(
+    logs: &[(usize, ChatLog)],
+    clients: usize,
+    messages: usize,
+    faults: bool,
+) -> Result<(), String> {
+    let clean: std::collections::BTreeSet<&str> = logs
+        .iter()
+        .filter(|(_, l)| l.clean)
+        .map(|(_, l)| l.nick.as_str())
+        .collect();
+    logs.iter()
+        .try_for_each(|(me, log)| check_log(*me, log, clients, messages, faults, &clean))
+}
+
+fn check_log(
     me: usize,
     log: &ChatLog,
     clients: usize,
     messages: usize,
     faults: bool,
+    clean: &std::collections::BTreeSet<&str>,
 ) -> Result<(), String> {
     let mut runs: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    let mut arrived: std::collections::BTreeSet<String> = Default::default();
     for line in &log.received {
-        if line.starts_with("* ") {
+        if let Some(rest) = line.strip_prefix("* ") {
+            if let Some((_, nick)) = rest.split_once(" is now ") {
+                arrived.insert(nick.to_string());
+            } else if let Some(nick) = rest.strip_suffix(" has left") {
+                let throughout = arrived.contains(nick) && clean.contains(nick);
+                let run = runs.get(nick).map_or(&[][..], Vec::as_slice);
+                if throughout && run != (0..messages).collect::<Vec<_>>().as_slice() {
+                    return Err(format!(
+                        "{} was connected throughout {nick}'s session but got {run:?}",
+                        log.nick
+                    ));
+                }
+            }
             continue;
         }
         let (nick, msg) = line
@@ -400,5 +443,49 @@ mod tests {
         assert!(log.sent_all);
         assert_eq!(log.received, vec!["* welcome guest1"]);
         assert!(room.borrow().nicks().is_empty(), "quit left the room");
+    }
+
+    fn log(nick: &str, clean: bool, lines: &[&str]) -> ChatLog {
+        ChatLog {
+            nick: nick.into(),
+            received: lines.iter().map(|l| l.to_string()).collect(),
+            sent_all: true,
+            clean,
+            quitting: clean,
+        }
+    }
+
+    #[test]
+    fn a_member_connected_throughout_must_get_every_message() {
+        let sender = log("client0", true, &[]);
+        let short = log(
+            "client1",
+            true,
+            &["* guest1 is now client0", "<client0> m0.0", "* client0 has left"],
+        );
+        let e = check_logs(&[(0, sender.clone()), (1, short)], 2, 2, true).unwrap_err();
+        assert!(e.contains("connected throughout"), "{e}");
+        let full = log(
+            "client1",
+            true,
+            &[
+                "* guest1 is now client0",
+                "<client0> m0.0",
+                "<client0> m0.1",
+                "* client0 has left",
+            ],
+        );
+        check_logs(&[(0, sender.clone()), (1, full)], 2, 2, true).unwrap();
+        // A sender whose session was reset may have lost messages on the way: no claim.
+        let reset = log("client0", false, &[]);
+        let short = log(
+            "client1",
+            true,
+            &["* guest1 is now client0", "<client0> m0.0", "* client0 has left"],
+        );
+        check_logs(&[(0, reset), (1, short)], 2, 2, true).unwrap();
+        // Gaps and reordering are always wrong.
+        let gap = log("client1", true, &["<client0> m0.1", "<client0> m0.0"]);
+        assert!(check_logs(&[(0, sender), (1, gap)], 2, 2, true).is_err());
     }
 }

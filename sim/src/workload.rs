@@ -143,9 +143,7 @@ fn chat_body(s: &Scenario, sim: &Sim) {
     let f = faulty(sim);
     let l = logs.clone();
     sim.invariant("chat logs are well formed and ordered", move || {
-        l.borrow()
-            .iter()
-            .try_for_each(|(me, log)| chat::check_log(*me, log, n, count, f))
+        chat::check_logs(&l.borrow(), n, count, f)
     });
     sim.run_until_idle();
     if !f {

@@ -216,3 +216,31 @@ fn shrunk_failure_trace() {
         format!("error: {}\n{}", report.error, report.trace)
     );
 }
+
+/// Three members chat: joins, a nick, broadcasts, quits, on a fragmenting network.
+#[test]
+fn chat() {
+    use torsion::reactor::ReactorTimeExt;
+    use torsion_apps::chat::{ChatClientFactory, ChatFactory};
+    let sim = Sim::builder().seed(11).trace(true).build();
+    let (factory, _room) = ChatFactory::new();
+    sim.host("server").start(move |h| {
+        h.listen_tcp(6667, factory.clone()).unwrap();
+    });
+    for i in 0..3 {
+        let c = sim.host(&format!("client{i}"));
+        let (f, _done) = ChatClientFactory::new(
+            &format!("client{i}"),
+            vec![format!("m{i}.0")],
+            Duration::from_millis(200),
+        );
+        let c2 = c.clone();
+        c.call_later(Duration::from_millis(1 + 50 * i), move || {
+            c2.connect_tcp("server", 6667, f);
+        });
+    }
+    sim.run_until_idle();
+    let text = sim.trace().render();
+    assert!(text.contains("m0.0") && text.contains("/quit"), "{text}");
+    snapshot!("chat", text);
+}

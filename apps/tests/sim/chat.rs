@@ -3,7 +3,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use torsion::reactor::{ReactorTcpExt, ReactorTimeExt};
-use torsion_apps::chat::{check_log, ChatClientFactory, ChatFactory, ChatLog};
+use torsion_apps::chat::{check_logs, ChatClientFactory, ChatFactory, ChatLog};
 use torsion_sim::{check_with, Options, Sim, SimBuilder};
 
 const CLIENTS: usize = 20;
@@ -34,9 +34,7 @@ fn chat_body(sim: &Sim) {
     let faults = !sim.faults().is_none();
     let l = logs.clone();
     sim.invariant("chat logs are well formed and ordered", move || {
-        l.borrow()
-            .iter()
-            .try_for_each(|(me, log)| check_log(*me, log, CLIENTS, MESSAGES, faults))
+        check_logs(&l.borrow(), CLIENTS, MESSAGES, faults)
     });
     sim.run_until_idle();
     if !faults {
