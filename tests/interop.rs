@@ -160,3 +160,53 @@ fn poetry_client_example_gathers_from_two_servers() {
     );
     assert_eq!(stdout.matches("replay the bug").count(), 2, "{stdout}");
 }
+
+/// Runs out of file descriptors: the server must keep serving the connections it has, and
+/// accept the waiting ones once descriptors free up.
+#[test]
+fn accept_survives_running_out_of_file_descriptors() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(example_path("echo_server"));
+    cmd.arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    // SAFETY: only async-signal-safe calls (setrlimit) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 40,
+                rlim_max: 40,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+    let srv = Example { child, port };
+    // More connections than the server has descriptors; the kernel queues the excess.
+    let mut conns: Vec<TcpStream> = (0..80).map(|_| dial(srv.port)).collect();
+    // The first connections are served while accept is starved.
+    for (i, c) in conns.iter_mut().take(10).enumerate() {
+        let msg = format!("early {i}");
+        c.write_all(msg.as_bytes()).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg.as_bytes());
+    }
+    // Free descriptors: the server goes back to accepting and serves the rest.
+    conns.drain(..60);
+    for (i, c) in conns.iter_mut().enumerate() {
+        let msg = format!("late {i}");
+        c.write_all(msg.as_bytes()).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg.as_bytes());
+    }
+}

@@ -461,7 +461,11 @@ mod tests {
         let short = log(
             "client1",
             true,
-            &["* guest1 is now client0", "<client0> m0.0", "* client0 has left"],
+            &[
+                "* guest1 is now client0",
+                "<client0> m0.0",
+                "* client0 has left",
+            ],
         );
         let e = check_logs(&[(0, sender.clone()), (1, short)], 2, 2, true).unwrap_err();
         assert!(e.contains("connected throughout"), "{e}");
@@ -481,7 +485,11 @@ mod tests {
         let short = log(
             "client1",
             true,
-            &["* guest1 is now client0", "<client0> m0.0", "* client0 has left"],
+            &[
+                "* guest1 is now client0",
+                "<client0> m0.0",
+                "* client0 has left",
+            ],
         );
         check_logs(&[(0, reset), (1, short)], 2, 2, true).unwrap();
         // Gaps and reordering are always wrong.

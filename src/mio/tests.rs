@@ -147,3 +147,62 @@ fn a_panicking_protocol_loses_only_its_connection() {
     assert!(spin(&r, || r.connection_count() == 1));
     let _ = Transport::default();
 }
+
+#[test]
+fn an_idle_reactor_does_not_spin() {
+    let r = MioReactor::new().unwrap();
+    r.start_running().unwrap();
+    let _port = r.listen_tcp(0, ForProtocol::<Echo>::new()).unwrap();
+    let fired = Rc::new(Cell::new(false));
+    let f = fired.clone();
+    r.call_later(Duration::from_millis(300), move || f.set(true));
+    let cpu = cpu_time::ThreadTime::now();
+    let f = fired.clone();
+    assert!(spin(&r, move || f.get()));
+    // 300 ms of waiting for one timer: the thread sleeps in poll, using next to no CPU.
+    assert!(
+        cpu.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        cpu.elapsed()
+    );
+}
+
+#[test]
+fn connect_with_a_bind_address_uses_it() {
+    let r = MioReactor::new().unwrap();
+    r.start_running().unwrap();
+    let port = r
+        .listen_tcp(0, ForProtocol::<Echo>::new())
+        .unwrap()
+        .get_host()
+        .addr
+        .port();
+    let host = Rc::new(RefCell::new(None));
+    struct F(Rc<RefCell<Option<Address>>>);
+    struct P(Rc<RefCell<Option<Address>>>);
+    impl Protocol for P {
+        fn connection_made(&mut self, t: &Transport) {
+            *self.0.borrow_mut() = Some(t.get_host());
+        }
+        fn data_received(&mut self, _d: &[u8]) {}
+    }
+    impl Factory for F {
+        fn build_protocol(&self, _a: &Address) -> Option<Box<dyn Protocol>> {
+            Some(Box::new(P(self.0.clone())))
+        }
+    }
+    impl ClientFactory for F {}
+    let bind: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    r.connect_tcp_with(
+        "127.0.0.1",
+        port,
+        Rc::new(F(host.clone())),
+        Duration::from_secs(5),
+        Some(bind),
+    );
+    let h = host.clone();
+    assert!(spin(&r, move || h.borrow().is_some()));
+    let local = host.borrow().unwrap();
+    assert_eq!(local.addr.ip(), bind.ip());
+    assert_ne!(local.addr.port(), port);
+}
