@@ -9,12 +9,21 @@ use std::time::Duration;
 use crate::defer::Failure;
 use crate::error::{ConnectionAborted, ConnectionDone};
 use crate::protocol::{
-    Address, Producer, ProducerError, Protocol, ScopedCall, Transport, TransportDriver,
+    find_protocol, Address, Producer, ProducerError, Protocol, ScopedCall, Transport,
+    TransportDriver,
 };
-use crate::reactor::{DelayedCall, TimerQueue};
+use crate::reactor::{DelayedCall, ReactorTimeExt, TimerQueue};
+use crate::testing::Clock;
 
 #[derive(Default)]
 struct State {
+    /// With [`StringTransport::with_clock`]: where scoped calls are scheduled.
+    clock: Option<Clock>,
+    /// With [`StringTransport::make_connection`]: the protocol it owns.
+    protocol: RefCell<Option<Box<dyn Protocol>>>,
+    scoped: RefCell<Vec<DelayedCall>>,
+    owned: Cell<bool>,
+    lost: Cell<bool>,
     written: RefCell<Vec<u8>>,
     disconnecting: Cell<bool>,
     aborted: Cell<bool>,
@@ -24,9 +33,17 @@ struct State {
     nodelay: Cell<bool>,
 }
 
-/// Records writes and closes, for unit tests of protocols. It does not own the protocol:
-/// deliver data by calling the protocol's methods, and use [`StringTransport::lose`] (or
-/// [`connect`](crate::testing::connect) for two live ends with timers) to end it.
+/// Records writes and closes, for unit tests of protocols.
+///
+/// Two ways to use it. Hand it to a protocol you keep (`p.connection_made(&tr.transport())`)
+/// and call the protocol's methods yourself, ending with [`StringTransport::lose`]; or let it
+/// own the protocol ([`with_clock`](Self::with_clock) then
+/// [`make_connection`](Self::make_connection)), feed it with
+/// [`data_received`](Self::data_received), look inside with
+/// [`with_protocol`](Self::with_protocol), and drive the protocol's connection-scoped timers
+/// (`transport.call_later::<P>`, a `TimeoutMixin`) by advancing the clock. Scoped calls need
+/// the second way: with no protocol to hand back, they are refused (the returned call is
+/// already cancelled). For two live ends, use [`connect`](crate::testing::connect).
 ///
 /// ```
 /// use torsion::protocol::Protocol;
@@ -68,6 +85,87 @@ impl StringTransport {
             st: Rc::default(),
             host: Address::tcp(SocketAddr::from(([10, 0, 0, 1], 12345))),
             peer: Address::tcp(SocketAddr::from(([192, 168, 1, 1], 54321))),
+        }
+    }
+
+    /// A transport whose connection-scoped calls run on `clock`, once it owns its protocol
+    /// ([`make_connection`](Self::make_connection)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion::protocol::{Protocol, Transport};
+    /// use torsion::protocols::policies::{Timeout, TimeoutMixin};
+    /// use torsion::testing::{Clock, StringTransport};
+    ///
+    /// #[derive(Default)]
+    /// struct Idle { timeout: Timeout }
+    /// impl Protocol for Idle {
+    ///     fn connection_made(&mut self, t: &Transport) {
+    ///         self.timeout.attach(t);
+    ///         self.set_timeout(Some(Duration::from_secs(5)));
+    ///     }
+    ///     fn data_received(&mut self, _d: &[u8]) { self.reset_timeout(); }
+    /// }
+    /// impl TimeoutMixin for Idle {
+    ///     fn timeout_state(&mut self) -> &mut Timeout { &mut self.timeout }
+    /// }
+    ///
+    /// let clock = Clock::new();
+    /// let tr = StringTransport::with_clock(&clock);
+    /// tr.make_connection(Box::new(Idle::default()));
+    /// clock.advance(Duration::from_secs(4));
+    /// tr.data_received(b"still here");
+    /// clock.advance(Duration::from_secs(4));
+    /// assert!(!tr.disconnecting());
+    /// clock.advance(Duration::from_secs(1));
+    /// assert!(tr.disconnecting(), "five idle seconds");
+    /// ```
+    pub fn with_clock(clock: &Clock) -> Self {
+        let mut t = Self::new();
+        t.st = Rc::new(State {
+            clock: Some(clock.clone()),
+            ..State::default()
+        });
+        t
+    }
+
+    /// Takes ownership of `protocol` and calls its `connection_made`.
+    pub fn make_connection(&self, protocol: Box<dyn Protocol>) {
+        *self.st.protocol.borrow_mut() = Some(protocol);
+        self.st.owned.set(true);
+        let t = self.transport();
+        self.dispatch(|p| p.connection_made(&t));
+    }
+
+    /// Delivers `data` to the owned protocol (nothing once the connection is lost).
+    pub fn data_received(&self, data: &[u8]) {
+        if !self.st.lost.get() {
+            self.dispatch(|p| p.data_received(data));
+        }
+    }
+
+    /// Runs `f` with the owned protocol as a `P` (or a `P` it wraps).
+    pub fn with_protocol<P: Protocol, R>(&self, f: impl FnOnce(&mut P) -> R) -> Option<R> {
+        let mut slot = self.st.protocol.borrow_mut();
+        let p = slot.as_mut()?;
+        find_protocol::<P>(&mut **p).map(f)
+    }
+
+    /// Ends the owned protocol's connection as [`lose`](Self::lose) does, and cancels its
+    /// scoped calls.
+    pub fn connection_lost(&self, reason: Option<Failure>) {
+        let taken = self.st.protocol.borrow_mut().take();
+        if let Some(mut p) = taken {
+            self.lose(&mut *p, reason);
+            *self.st.protocol.borrow_mut() = Some(p);
+        }
+    }
+
+    fn dispatch(&self, f: impl FnOnce(&mut dyn Protocol)) {
+        let taken = self.st.protocol.borrow_mut().take();
+        if let Some(mut p) = taken {
+            f(&mut *p);
+            *self.st.protocol.borrow_mut() = Some(p);
         }
     }
 
@@ -130,6 +228,10 @@ impl StringTransport {
             reason.unwrap_or_else(|| Failure::new(ConnectionDone))
         };
         self.st.disconnecting.set(true);
+        self.st.lost.set(true);
+        for call in self.st.scoped.borrow_mut().drain(..) {
+            let _ = call.cancel();
+        }
         protocol.connection_lost(reason);
     }
 }
@@ -187,9 +289,98 @@ impl TransportDriver for StringTransport {
         0
     }
     fn call_later_scoped(&self, delay: Duration, f: ScopedCall) -> DelayedCall {
-        // No protocol to hand back: scoped calls need a live connection (`testing::connect`).
-        let call = TimerQueue::new().call_later_boxed(delay, Box::new(move || drop(f)));
-        let _ = call.cancel();
-        call
+        match &self.st.clock {
+            Some(clock) if self.st.owned.get() && !self.st.lost.get() => {
+                let me = self.clone();
+                let call = clock.call_later(delay, move || {
+                    if !me.st.lost.get() {
+                        me.dispatch(f);
+                    }
+                });
+                let mut scoped = self.st.scoped.borrow_mut();
+                scoped.retain(DelayedCall::active);
+                scoped.push(call.clone());
+                call
+            }
+            _ => {
+                // No clock or no protocol to hand back (see the type's docs): refused.
+                let call = TimerQueue::new().call_later_boxed(delay, Box::new(move || drop(f)));
+                let _ = call.cancel();
+                call
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Ticker {
+        t: Transport,
+        ticks: u32,
+    }
+    impl Protocol for Ticker {
+        fn connection_made(&mut self, t: &Transport) {
+            self.t = t.clone();
+            t.call_later(Duration::from_secs(1), |me: &mut Ticker| me.ticks += 1);
+        }
+        fn data_received(&mut self, data: &[u8]) {
+            self.t.write(data);
+        }
+    }
+
+    #[test]
+    fn an_owned_protocol_gets_its_scoped_calls() {
+        let clock = Clock::new();
+        let tr = StringTransport::with_clock(&clock);
+        tr.make_connection(Box::new(Ticker::default()));
+        tr.data_received(b"echo");
+        assert_eq!(tr.value(), b"echo");
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(tr.with_protocol(|p: &mut Ticker| p.ticks), Some(1));
+    }
+
+    #[test]
+    fn scoped_calls_are_cancelled_with_the_connection() {
+        let clock = Clock::new();
+        let tr = StringTransport::with_clock(&clock);
+        tr.make_connection(Box::new(Ticker::default()));
+        tr.connection_lost(None);
+        assert!(clock.get_delayed_calls().is_empty());
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(tr.with_protocol(|p: &mut Ticker| p.ticks), Some(0));
+    }
+
+    #[test]
+    fn without_a_clock_scoped_calls_are_refused() {
+        let tr = StringTransport::new();
+        let mut p = Ticker::default();
+        p.connection_made(&tr.transport());
+        // The call came back cancelled: nothing would ever run it.
+        let call = tr
+            .transport()
+            .call_later(Duration::from_secs(1), |me: &mut Ticker| me.ticks += 1);
+        assert!(call.cancelled());
+    }
+
+    #[test]
+    fn abort_is_reported_as_connection_aborted() {
+        struct Reason(Rc<RefCell<String>>);
+        impl Protocol for Reason {
+            fn data_received(&mut self, _d: &[u8]) {}
+            fn connection_lost(&mut self, reason: Failure) {
+                *self.0.borrow_mut() = reason.to_string();
+            }
+        }
+        let got = Rc::new(RefCell::new(String::new()));
+        let tr = StringTransport::new();
+        let mut p = Reason(got.clone());
+        tr.transport().write(b"dropped");
+        tr.transport().abort_connection();
+        tr.lose(&mut p, None);
+        assert_eq!(*got.borrow(), Failure::new(ConnectionAborted).to_string());
+        assert!(tr.aborted());
     }
 }
