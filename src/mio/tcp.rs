@@ -18,7 +18,8 @@ use crate::protocol::{
     Factory,
 };
 use crate::reactor::{
-    CannotListenError, DelayedCall, ListeningPort, ListeningPortDriver, ReactorTime, ReactorTimeExt,
+    CannotListenError, DelayedCall, ListeningPort, ListeningPortDriver, ReactorThreadsExt,
+    ReactorTime, ReactorTimeExt,
 };
 
 /// How long accept backs off after running out of file descriptors.
@@ -460,11 +461,45 @@ impl MioConnector {
         *self.timeout_call.borrow_mut() = Some(reactor.call_later(timeout, move || {
             m.failed(attempt, Failure::new(TimeoutError(timeout)));
         }));
-        let opened = resolve(&self.host, self.port).and_then(|dest| {
-            self.dest.set(Some(dest));
-            self.open(dest)
+        // An IP literal connects at once; a name is resolved on the worker pool (the
+        // system resolver blocks), as Twisted's threaded resolver does.
+        if let Ok(ip) = self.host.parse::<std::net::IpAddr>() {
+            self.open_and_register(&inner, &me, attempt, SocketAddr::new(ip, self.port));
+            return;
+        }
+        let (host, port) = (self.host.clone(), self.port);
+        let resolved = reactor
+            .defer_to_thread(move || resolve(&host, port).map_err(|e| (e.kind(), e.to_string())));
+        let _ = resolved.add_callback(move |r| {
+            let Some(inner) = me.reactor.upgrade() else {
+                return;
+            };
+            match r {
+                Ok(dest) => me.open_and_register(&inner, &me, attempt, dest),
+                Err((kind, text)) => {
+                    let reason = me.error_reason(&io::Error::new(kind, text));
+                    me.failed(attempt, reason);
+                }
+            }
         });
-        let mut stream = match opened {
+    }
+
+    /// Opens a socket to `dest` and waits for it to connect (writable).
+    fn open_and_register(
+        &self,
+        inner: &Rc<Inner>,
+        me: &Rc<MioConnector>,
+        attempt: u64,
+        dest: SocketAddr,
+    ) {
+        if attempt != self.attempt.get() || self.state.get() != ConnectorState::Connecting {
+            return; // stopped or timed out while resolving
+        }
+        let Some(reactor) = inner.handle() else {
+            return;
+        };
+        self.dest.set(Some(dest));
+        let mut stream = match self.open(dest) {
             Ok(s) => s,
             Err(e) => {
                 // Report on the next turn, never from inside connect_tcp.
@@ -481,7 +516,8 @@ impl MioConnector {
         {
             inner.remove(token);
             let reason = failure_from_io(&e);
-            reactor.call_soon(move || me.failed(attempt, reason));
+            let m = me.clone();
+            reactor.call_soon(move || m.failed(attempt, reason));
             return;
         }
         self.token.set(Some(token));

@@ -206,3 +206,94 @@ fn connect_with_a_bind_address_uses_it() {
     assert_eq!(local.addr.ip(), bind.ip());
     assert_ne!(local.addr.port(), port);
 }
+
+#[test]
+fn connect_by_name_resolves_off_the_reactor_thread() {
+    let r = MioReactor::new().unwrap();
+    r.start_running().unwrap();
+    let port = r
+        .listen_tcp_with(0, ForProtocol::<Echo>::new(), 50, "127.0.0.1")
+        .unwrap()
+        .get_host()
+        .addr
+        .port();
+    let made = Rc::new(Cell::new(false));
+    struct F(Rc<Cell<bool>>);
+    struct P(Rc<Cell<bool>>);
+    impl Protocol for P {
+        fn connection_made(&mut self, _t: &Transport) {
+            self.0.set(true);
+        }
+        fn data_received(&mut self, _d: &[u8]) {}
+    }
+    impl Factory for F {
+        fn build_protocol(&self, _a: &Address) -> Option<Box<dyn Protocol>> {
+            Some(Box::new(P(self.0.clone())))
+        }
+    }
+    impl ClientFactory for F {}
+    let connector = r.connect_tcp("localhost", port, Rc::new(F(made.clone())));
+    let m = made.clone();
+    assert!(spin(&r, move || m.get()));
+    assert_eq!(connector.get_destination().addr.port(), port);
+}
+
+#[test]
+fn udp_datagrams_both_ways_and_connected_ports() {
+    use crate::reactor::{DatagramProtocol, DatagramTransport, ReactorUdpExt, UdpError};
+    type Inbox = Rc<RefCell<Vec<(Vec<u8>, Address)>>>;
+    struct Collect(Inbox, Option<DatagramTransport>, bool);
+    impl DatagramProtocol for Collect {
+        fn start_protocol(&mut self, t: &DatagramTransport) {
+            self.1 = Some(t.clone());
+        }
+        fn datagram_received(&mut self, data: &[u8], from: Address) {
+            self.0.borrow_mut().push((data.to_vec(), from));
+            if self.2 {
+                let _ = self
+                    .1
+                    .as_ref()
+                    .unwrap()
+                    .write(data.to_ascii_uppercase(), from);
+            }
+        }
+    }
+    let r = MioReactor::new().unwrap();
+    let (a_in, b_in): (Inbox, Inbox) = Default::default();
+    let a = r
+        .listen_udp_with(
+            0,
+            Box::new(Collect(a_in.clone(), None, false)),
+            "127.0.0.1",
+            512,
+        )
+        .unwrap();
+    let b = r
+        .listen_udp_with(
+            0,
+            Box::new(Collect(b_in.clone(), None, true)),
+            "127.0.0.1",
+            512,
+        )
+        .unwrap();
+    a.write(b"ping", b.get_host()).unwrap();
+    let ai = a_in.clone();
+    assert!(spin(&r, move || !ai.borrow().is_empty()));
+    assert_eq!(b_in.borrow()[0].0, b"ping");
+    assert_eq!(b_in.borrow()[0].1.addr, a.get_host().addr);
+    assert_eq!(a_in.borrow()[0].0, b"PING");
+    assert_eq!(
+        a.write(vec![0u8; 513], b.get_host()),
+        Err(UdpError::TooLarge {
+            size: 513,
+            max: 512
+        })
+    );
+    a.connect(b.get_host()).unwrap();
+    a.write_connected(b"again").unwrap();
+    assert_eq!(a.write(b"x", a.get_host()), Err(UdpError::WrongDestination));
+    let bi = b_in.clone();
+    assert!(spin(&r, move || bi.borrow().len() == 2));
+    let _ = a.stop_listening();
+    assert_eq!(a.write_connected(b"late"), Err(UdpError::Closed));
+}
