@@ -240,7 +240,7 @@ fn connect_by_name_resolves_off_the_reactor_thread() {
 
 #[test]
 fn udp_datagrams_both_ways_and_connected_ports() {
-    use crate::reactor::{DatagramProtocol, DatagramTransport, ReactorUdpExt, UdpError};
+    use crate::reactor::{DatagramProtocol, DatagramTransport, UdpError};
     type Inbox = Rc<RefCell<Vec<(Vec<u8>, Address)>>>;
     struct Collect(Inbox, Option<DatagramTransport>, bool);
     impl DatagramProtocol for Collect {
