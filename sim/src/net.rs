@@ -66,6 +66,33 @@ pub(crate) struct Net {
     spare: RefCell<Vec<Rc<SimConn>>>,
     cut: RefCell<BTreeSet<(usize, usize)>>,
     held: RefCell<Vec<Packet>>,
+    /// Segment buffers handed back after delivery, reused for the next segments (a run
+    /// moves millions of small segments; this keeps the allocator out of the hot path).
+    spare_bufs: RefCell<Vec<Vec<u8>>>,
+}
+
+/// At most this many spare segment buffers are kept, each at most this large.
+const SPARE_BUFS: usize = 256;
+const SPARE_BUF_MAX: usize = 64 * 1024;
+
+impl Net {
+    fn buffer(&self, len: usize) -> Vec<u8> {
+        match self.spare_bufs.borrow_mut().pop() {
+            Some(mut v) => {
+                v.clear();
+                v.reserve(len);
+                v
+            }
+            None => Vec::with_capacity(len),
+        }
+    }
+
+    fn recycle(&self, v: Vec<u8>) {
+        let mut spare = self.spare_bufs.borrow_mut();
+        if spare.len() < SPARE_BUFS && v.capacity() <= SPARE_BUF_MAX {
+            spare.push(v);
+        }
+    }
 }
 
 /// Segments in flight: a heap of (arrival, sequence, slot) over a slab of packets, so that
@@ -282,7 +309,7 @@ fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
             len
         };
         let data = c.conn.peek_output(|a, b| {
-            let mut v = Vec::with_capacity(seg);
+            let mut v = world.net.buffer(seg);
             let first = seg.min(a.len());
             v.extend_from_slice(&a[..first]);
             v.extend_from_slice(&b[..seg - first]);
@@ -363,9 +390,11 @@ fn receive(world: &Rc<World>, c: &Rc<SimConn>, data: Vec<u8>) {
         world.record_data(c.host, Some(c.id), true, &data);
         c.conn.deliver(&data);
         credit(world, c, data.len());
+        world.net.recycle(data);
         return;
     }
-    c.inbound.borrow_mut().extend(data);
+    c.inbound.borrow_mut().extend(data.iter().copied());
+    world.net.recycle(data);
     deliver_inbound(world, c);
 }
 
