@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -226,5 +225,4 @@ fn a_thousand_clients_resetting_mid_stream_leave_nothing_behind() {
     wait_until("every reset connection is gone", || {
         server.connections() == 0
     });
-    let _ = Rc::new(());
 }

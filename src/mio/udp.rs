@@ -84,11 +84,13 @@ impl UdpPort {
 
 /// Receives until the socket would block.
 pub(crate) fn read(inner: &Inner, p: &Rc<UdpPort>) {
-    let mut buf = vec![0u8; p.max.max(1)];
-    let _ = inner;
+    let mut buf = inner.read_buf.borrow_mut();
+    if buf.len() < p.max {
+        buf.resize(p.max, 0);
+    }
     loop {
         let got = match p.socket.borrow().as_ref() {
-            Some(s) => s.recv_from(&mut buf),
+            Some(s) => s.recv_from(&mut buf[..p.max.max(1)]),
             None => return,
         };
         match got {
