@@ -210,3 +210,23 @@ fn accept_survives_running_out_of_file_descriptors() {
         assert_eq!(back, msg.as_bytes());
     }
 }
+
+/// SIGINT stops the reactor gracefully: the shutdown triggers run, open connections are
+/// closed cleanly (the client sees EOF, not a reset), and the process exits 0.
+#[test]
+fn sigint_stops_the_server_gracefully() {
+    let mut srv = server("echo_server", &[]);
+    let mut s = dial(srv.port);
+    s.write_all(b"before").unwrap();
+    let mut back = [0u8; 6];
+    s.read_exact(&mut back).unwrap();
+    let pid = srv.child.id() as libc::pid_t;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)
+        .expect("a clean close, not a reset");
+    assert!(rest.is_empty());
+    let status = srv.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
