@@ -240,10 +240,12 @@ impl IntNStringReceiver for KvClient {
             return;
         };
         let next = self.sh.progress.borrow().acked.len();
+        let Some(op) = self.sh.script.get(next).cloned() else {
+            return; // the script is done: nothing is outstanding
+        };
         if seq != next as u64 + 1 {
             return; // a stale answer
         }
-        let op = self.sh.script[next].clone();
         self.sh.progress.borrow_mut().acked.push((op, value));
         self.send_current();
     }
