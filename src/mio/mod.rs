@@ -43,10 +43,10 @@ use slab::Slab;
 use crate::defer::{Deferred, Failure};
 use crate::protocol::{Address, ClientFactory, Connector, Factory, FactoryStarts};
 use crate::reactor::{
-    CannotListenError, DatagramProtocol, DatagramTransport, DelayedCall, Instant, ListeningPort,
-    Phase, ReactorCore, ReactorError, ReactorRandom, ReactorTcp, ReactorThreads, ReactorTime,
-    ReactorUdp, SplitMix64, SystemEvent, SystemEventTriggers, ThreadCallQueue, ThreadCaller,
-    ThreadWork, TimerQueue, Trigger, TriggerId,
+    CannotListenError, DatagramProtocol, DatagramTransport, DelayedCall, Instant, Lifecycle,
+    ListeningPort, Phase, ReactorCore, ReactorError, ReactorRandom, ReactorTcp, ReactorThreads,
+    ReactorTime, ReactorUdp, SplitMix64, SystemEvent, ThreadCallQueue, ThreadCaller, ThreadWork,
+    TimerQueue, Trigger, TriggerId,
 };
 
 use pool::Pool;
@@ -58,14 +58,6 @@ const SIGNALS: Token = Token(usize::MAX - 1);
 
 /// The read buffer's size: one read takes at most this much.
 const READ_BUFFER: usize = 64 * 1024;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum RunState {
-    NotStarted,
-    Running,
-    Stopping,
-    Stopped,
-}
 
 /// What a token stands for.
 #[derive(Clone)]
@@ -91,9 +83,7 @@ pub(crate) struct Inner {
     dirty: RefCell<Vec<Rc<TcpConn>>>,
     spare: RefCell<Vec<Rc<TcpConn>>>,
     read_buf: RefCell<Vec<u8>>,
-    state: Cell<RunState>,
-    triggers: SystemEventTriggers,
-    when_running: RefCell<Vec<Box<dyn FnOnce()>>>,
+    life: Lifecycle,
     starts: RefCell<FactoryStarts>,
     random: SplitMix64,
     shutdown_done: Rc<Cell<bool>>,
@@ -150,9 +140,7 @@ impl MioReactor {
             dirty: RefCell::new(Vec::new()),
             spare: RefCell::new(Vec::new()),
             read_buf: RefCell::new(vec![0; READ_BUFFER]),
-            state: Cell::new(RunState::NotStarted),
-            triggers: SystemEventTriggers::new(),
-            when_running: RefCell::new(Vec::new()),
+            life: Lifecycle::new(),
             starts: RefCell::new(FactoryStarts::new()),
             random: SplitMix64::new(seed),
             shutdown_done: Rc::new(Cell::new(false)),
@@ -164,17 +152,7 @@ impl MioReactor {
     /// `startRunning`); drive it with [`iterate`](Self::iterate). [`run`](ReactorCore::run)
     /// does this itself.
     pub fn start_running(&self) -> Result<(), ReactorError> {
-        match self.inner.state.get() {
-            RunState::Running | RunState::Stopping => return Err(ReactorError::AlreadyRunning),
-            RunState::Stopped => return Err(ReactorError::NotRestartable),
-            RunState::NotStarted => {}
-        }
-        self.inner.state.set(RunState::Running);
-        let _ = self.inner.triggers.fire(SystemEvent::Startup);
-        let hooks = std::mem::take(&mut *self.inner.when_running.borrow_mut());
-        for f in hooks {
-            f();
-        }
+        self.inner.life.start()?;
         self.inner.flush_dirty();
         Ok(())
     }
@@ -340,7 +318,7 @@ impl Inner {
     }
 
     fn on_signal(&self) {
-        if self.state.get() == RunState::Running {
+        if self.life.running() {
             tracing::info!("signal received: stopping the reactor");
             if let Some(r) = self.handle() {
                 let _ = r.stop();
@@ -438,35 +416,27 @@ impl ReactorCore for MioReactor {
         if let Some(mut s) = signals {
             let _ = self.inner.registry.deregister(&mut s);
         }
-        self.inner.state.set(RunState::Stopped);
+        self.inner.life.finish();
         Ok(())
     }
 
     fn stop(&self) -> Result<(), ReactorError> {
-        if self.inner.state.get() != RunState::Running {
-            return Err(ReactorError::NotRunning);
-        }
-        self.inner.state.set(RunState::Stopping);
         let done = self.inner.shutdown_done.clone();
         let _ = self
             .inner
-            .triggers
-            .fire(SystemEvent::Shutdown)
+            .life
+            .stop()?
             .add_callback(move |()| done.set(true));
         let _ = self.inner.waker.wake();
         Ok(())
     }
 
     fn running(&self) -> bool {
-        self.inner.state.get() == RunState::Running
+        self.inner.life.running()
     }
 
     fn call_when_running_boxed(&self, f: Box<dyn FnOnce()>) {
-        if self.running() {
-            f();
-        } else {
-            self.inner.when_running.borrow_mut().push(f);
-        }
+        self.inner.life.call_when_running(f);
     }
 
     fn add_system_event_trigger_boxed(
@@ -475,11 +445,11 @@ impl ReactorCore for MioReactor {
         event: SystemEvent,
         f: Trigger,
     ) -> TriggerId {
-        self.inner.triggers.add(phase, event, f)
+        self.inner.life.triggers().add(phase, event, f)
     }
 
     fn remove_system_event_trigger(&self, id: TriggerId) -> bool {
-        self.inner.triggers.remove(id)
+        self.inner.life.triggers().remove(id)
     }
 }
 

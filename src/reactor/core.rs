@@ -220,3 +220,110 @@ impl SystemEventTriggers {
         done
     }
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LifeState {
+    NotStarted,
+    Running,
+    Stopping,
+    Stopped,
+}
+
+/// The start/stop bookkeeping a reactor keeps (Twisted's `startRunning` / `stop` / `running`
+/// state, its system event triggers and its `callWhenRunning` queue), shared by the real
+/// reactor and the test doubles so they agree on every transition and error.
+///
+/// ```
+/// use torsion::reactor::{Lifecycle, ReactorError};
+///
+/// let life = Lifecycle::new();
+/// assert_eq!(life.stop().err(), Some(ReactorError::NotRunning));
+/// life.start().unwrap();
+/// assert!(life.running());
+/// let shutdown = life.stop().unwrap(); // fires the shutdown triggers
+/// assert!(shutdown.called() && !life.running());
+/// life.finish();
+/// assert_eq!(life.start().err(), Some(ReactorError::NotRestartable));
+/// ```
+pub struct Lifecycle {
+    state: Cell<LifeState>,
+    triggers: SystemEventTriggers,
+    when_running: RefCell<Vec<Box<dyn FnOnce()>>>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Lifecycle {
+    /// Not started, no triggers.
+    pub fn new() -> Self {
+        Lifecycle {
+            state: Cell::new(LifeState::NotStarted),
+            triggers: SystemEventTriggers::new(),
+            when_running: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Starts running: fires the startup triggers, then the `call_when_running` calls.
+    pub fn start(&self) -> Result<(), ReactorError> {
+        match self.state.get() {
+            LifeState::Running | LifeState::Stopping => return Err(ReactorError::AlreadyRunning),
+            LifeState::Stopped => return Err(ReactorError::NotRestartable),
+            LifeState::NotStarted => {}
+        }
+        self.state.set(LifeState::Running);
+        let _ = self.triggers.fire(SystemEvent::Startup);
+        let hooks = std::mem::take(&mut *self.when_running.borrow_mut());
+        for f in hooks {
+            f();
+        }
+        Ok(())
+    }
+
+    /// Begins stopping: fires the shutdown triggers and returns the Deferred that fires once
+    /// all three phases have run. The reactor calls [`finish`](Self::finish) when it is done.
+    pub fn stop(&self) -> Result<Deferred<()>, ReactorError> {
+        if self.state.get() != LifeState::Running {
+            return Err(ReactorError::NotRunning);
+        }
+        self.state.set(LifeState::Stopping);
+        Ok(self.triggers.fire(SystemEvent::Shutdown))
+    }
+
+    /// The reactor has stopped for good.
+    pub fn finish(&self) {
+        self.state.set(LifeState::Stopped);
+    }
+
+    /// Whether it is running (started and not stopping).
+    pub fn running(&self) -> bool {
+        self.state.get() == LifeState::Running
+    }
+
+    /// Whether it was ever started.
+    pub fn has_started(&self) -> bool {
+        self.state.get() != LifeState::NotStarted
+    }
+
+    /// Whether `stop` was called.
+    pub fn has_stopped(&self) -> bool {
+        matches!(self.state.get(), LifeState::Stopping | LifeState::Stopped)
+    }
+
+    /// Runs `f` now if running, else once started.
+    pub fn call_when_running(&self, f: Box<dyn FnOnce()>) {
+        if self.running() {
+            f();
+        } else {
+            self.when_running.borrow_mut().push(f);
+        }
+    }
+
+    /// The system event triggers.
+    pub fn triggers(&self) -> &SystemEventTriggers {
+        &self.triggers
+    }
+}

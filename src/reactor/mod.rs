@@ -53,8 +53,8 @@ mod timer;
 mod udp;
 
 pub use self::core::{
-    Phase, ReactorCore, ReactorCoreExt, ReactorError, SystemEvent, SystemEventTriggers, Trigger,
-    TriggerId,
+    Lifecycle, Phase, ReactorCore, ReactorCoreExt, ReactorError, SystemEvent, SystemEventTriggers,
+    Trigger, TriggerId,
 };
 pub use random::{ReactorRandom, ReactorRandomExt, SplitMix64};
 pub use tcp::{

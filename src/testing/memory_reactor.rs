@@ -18,9 +18,9 @@ use crate::protocol::{
     FactoryStarts,
 };
 use crate::reactor::{
-    CannotListenError, DatagramProtocol, DatagramTransport, DelayedCall, Instant, ListeningPort,
-    ListeningPortDriver, Phase, ReactorCore, ReactorError, ReactorRandom, ReactorTcp, ReactorTime,
-    ReactorUdp, SplitMix64, SystemEvent, SystemEventTriggers, Trigger, TriggerId,
+    CannotListenError, DatagramProtocol, DatagramTransport, DelayedCall, Instant, Lifecycle,
+    ListeningPort, ListeningPortDriver, Phase, ReactorCore, ReactorError, ReactorRandom,
+    ReactorTcp, ReactorTime, ReactorUdp, SplitMix64, SystemEvent, Trigger, TriggerId,
 };
 use crate::testing::{connect, Clock, IOPump};
 
@@ -63,19 +63,10 @@ pub struct ConnectRecord {
     fake: Rc<FakeConnector>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum RunState {
-    NotStarted,
-    Running,
-    Stopped,
-}
-
 struct Inner {
     clock: Clock,
     random: SplitMix64,
-    triggers: SystemEventTriggers,
-    state: Cell<RunState>,
-    when_running: RefCell<Vec<Box<dyn FnOnce()>>>,
+    life: Lifecycle,
     tcp_servers: RefCell<Vec<ListenRecord>>,
     tcp_clients: RefCell<Vec<ConnectRecord>>,
     starts: RefCell<FactoryStarts>,
@@ -122,9 +113,7 @@ impl MemoryReactor {
             inner: Rc::new(Inner {
                 clock: Clock::new(),
                 random: SplitMix64::new(0),
-                triggers: SystemEventTriggers::new(),
-                state: Cell::new(RunState::NotStarted),
-                when_running: RefCell::new(Vec::new()),
+                life: Lifecycle::new(),
                 tcp_servers: RefCell::new(Vec::new()),
                 tcp_clients: RefCell::new(Vec::new()),
                 starts: RefCell::new(FactoryStarts::new()),
@@ -154,12 +143,12 @@ impl MemoryReactor {
 
     /// Whether `run` was called and `stop` not yet.
     pub fn has_run(&self) -> bool {
-        self.inner.state.get() != RunState::NotStarted
+        self.inner.life.has_started()
     }
 
     /// Whether `stop` was called.
     pub fn has_stopped(&self) -> bool {
-        self.inner.state.get() == RunState::Stopped
+        self.inner.life.has_stopped()
     }
 
     /// Completes the `index`th recorded connect: joins the client factory's protocol to the
@@ -357,39 +346,21 @@ impl ReactorRandom for MemoryReactor {
 
 impl ReactorCore for MemoryReactor {
     fn run(&self) -> Result<(), ReactorError> {
-        match self.inner.state.get() {
-            RunState::Running => return Err(ReactorError::AlreadyRunning),
-            RunState::Stopped => return Err(ReactorError::NotRestartable),
-            RunState::NotStarted => {}
-        }
-        self.inner.state.set(RunState::Running);
-        let _ = self.inner.triggers.fire(SystemEvent::Startup);
-        let hooks = std::mem::take(&mut *self.inner.when_running.borrow_mut());
-        for f in hooks {
-            f();
-        }
-        Ok(())
+        self.inner.life.start()
     }
 
     fn stop(&self) -> Result<(), ReactorError> {
-        if self.inner.state.get() != RunState::Running {
-            return Err(ReactorError::NotRunning);
-        }
-        self.inner.state.set(RunState::Stopped);
-        let _ = self.inner.triggers.fire(SystemEvent::Shutdown);
+        self.inner.life.stop()?;
+        self.inner.life.finish();
         Ok(())
     }
 
     fn running(&self) -> bool {
-        self.inner.state.get() == RunState::Running
+        self.inner.life.running()
     }
 
     fn call_when_running_boxed(&self, f: Box<dyn FnOnce()>) {
-        if self.running() {
-            f();
-        } else {
-            self.inner.when_running.borrow_mut().push(f);
-        }
+        self.inner.life.call_when_running(f);
     }
 
     fn add_system_event_trigger_boxed(
@@ -398,11 +369,11 @@ impl ReactorCore for MemoryReactor {
         event: SystemEvent,
         f: Trigger,
     ) -> TriggerId {
-        self.inner.triggers.add(phase, event, f)
+        self.inner.life.triggers().add(phase, event, f)
     }
 
     fn remove_system_event_trigger(&self, id: TriggerId) -> bool {
-        self.inner.triggers.remove(id)
+        self.inner.life.triggers().remove(id)
     }
 }
 
