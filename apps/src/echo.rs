@@ -15,21 +15,8 @@ use torsion::defer::{Deferred, Failure};
 use torsion::error::ConnectionDone;
 use torsion::protocol::{Address, ClientFactory, Connector, Factory, Protocol, Transport};
 
-/// The echo server protocol.
-#[derive(Default)]
-pub struct Echo {
-    transport: Transport,
-}
-
-impl Protocol for Echo {
-    fn connection_made(&mut self, transport: &Transport) {
-        self.transport = transport.clone();
-    }
-
-    fn data_received(&mut self, data: &[u8]) {
-        self.transport.write(data);
-    }
-}
+/// The echo server protocol: the engine's own ([`torsion::protocols::wire::Echo`]).
+pub use torsion::protocols::wire::Echo;
 
 /// What the verifying client reports when it is done.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -22,18 +22,7 @@ use torsion::protocol::{Address, ClientFactory, Factory, ForProtocol, Protocol, 
 use torsion::reactor::{ReactorRandomExt, ReactorTcpExt};
 use torsion_sim::{Host, Sim};
 
-#[derive(Default)]
-struct Echo {
-    t: Transport,
-}
-impl Protocol for Echo {
-    fn connection_made(&mut self, t: &Transport) {
-        self.t = t.clone();
-    }
-    fn data_received(&mut self, d: &[u8]) {
-        self.t.write(d);
-    }
-}
+use torsion::protocols::wire::Echo;
 
 struct Pinger {
     t: Transport,

@@ -878,18 +878,7 @@ mod tests {
 
     use super::*;
 
-    #[derive(Default)]
-    struct Echo {
-        t: Transport,
-    }
-    impl Protocol for Echo {
-        fn connection_made(&mut self, t: &Transport) {
-            self.t = t.clone();
-        }
-        fn data_received(&mut self, d: &[u8]) {
-            self.t.write(d);
-        }
-    }
+    use torsion::protocols::wire::Echo;
 
     struct Pinger {
         t: Transport,

@@ -464,23 +464,12 @@ impl ReactorUdp for MemoryReactor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Protocol, Transport};
+    use crate::protocol::Protocol;
     use crate::reactor::{ReactorCoreExt, ReactorTcpExt};
 
     type Log = Rc<RefCell<Vec<String>>>;
 
-    #[derive(Default)]
-    struct Echo {
-        t: Transport,
-    }
-    impl Protocol for Echo {
-        fn connection_made(&mut self, t: &Transport) {
-            self.t = t.clone();
-        }
-        fn data_received(&mut self, d: &[u8]) {
-            self.t.write(d);
-        }
-    }
+    use crate::protocols::wire::Echo;
 
     struct Client {
         log: Log,

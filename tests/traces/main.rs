@@ -19,18 +19,7 @@ macro_rules! snapshot {
     };
 }
 
-#[derive(Default)]
-struct Echo {
-    t: Transport,
-}
-impl Protocol for Echo {
-    fn connection_made(&mut self, t: &Transport) {
-        self.t = t.clone();
-    }
-    fn data_received(&mut self, d: &[u8]) {
-        self.t.write(d);
-    }
-}
+use torsion::protocols::wire::Echo;
 
 /// Sends two lines, closes once both came back.
 #[derive(Default)]
