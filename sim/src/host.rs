@@ -224,6 +224,11 @@ impl Host {
     pub fn start(&self, f: impl Fn(&Host) + 'static) {
         let f: Startup = Rc::new(f);
         *self.st.startup.borrow_mut() = Some(f.clone());
+        self.run_startup(f);
+    }
+
+    /// Schedules the startup closure for the next turn.
+    fn run_startup(&self, f: Startup) {
         let me = Rc::downgrade(&self.st);
         self.st.sync();
         self.st.queue.call_later_boxed(
@@ -260,16 +265,7 @@ impl Host {
         self.st.record(Kind::Restart);
         let startup = self.st.startup.borrow().clone();
         if let Some(f) = startup {
-            let me = Rc::downgrade(&self.st);
-            self.st.sync();
-            self.st.queue.call_later_boxed(
-                Duration::ZERO,
-                Box::new(move || {
-                    if let Some(h) = me.upgrade().and_then(|s| s.handle()) {
-                        f(&h);
-                    }
-                }),
-            );
+            self.run_startup(f);
         }
     }
 

@@ -360,10 +360,7 @@ fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
             world.record(Some(c.host), Some(c.id), Kind::Rst);
             send(world, c, Seg::Rst);
             if let Some(p) = reason.downcast_ref::<Panicked>() {
-                let host = world
-                    .host(c.host)
-                    .map(|h| h.name().to_string())
-                    .unwrap_or_default();
+                let host = world.host_name(c.host);
                 world.record(
                     Some(c.host),
                     Some(c.id),
@@ -547,12 +544,7 @@ pub(crate) fn arrive(world: &Rc<World>, pkt: Packet) {
 /// Cuts `a` → `b` (and `b` → `a` unless one-way).
 pub(crate) fn partition(world: &Rc<World>, a: usize, b: usize, one_way: bool) {
     let arrow = if one_way { "->" } else { "<->" };
-    let name = |i: usize| {
-        world
-            .host(i)
-            .map(|h| h.name().to_string())
-            .unwrap_or_default()
-    };
+    let name = |i: usize| world.host_name(i);
     world.record(
         None,
         None,
@@ -576,12 +568,7 @@ pub(crate) fn heal(world: &Rc<World>, a: usize, b: usize, one_way: bool) {
             cut.remove(&(b, a));
         }
     }
-    let name = |i: usize| {
-        world
-            .host(i)
-            .map(|h| h.name().to_string())
-            .unwrap_or_default()
-    };
+    let name = |i: usize| world.host_name(i);
     world.record(
         None,
         None,

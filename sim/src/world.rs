@@ -203,6 +203,13 @@ impl World {
         self.hosts.borrow().get(index).cloned()
     }
 
+    /// A host's name, or "" for an index no host has.
+    pub(crate) fn host_name(&self, index: usize) -> String {
+        self.host(index)
+            .map(|h| h.name().to_string())
+            .unwrap_or_default()
+    }
+
     /// A latency draw within the configured range, in whole microseconds.
     pub(crate) fn latency(&self) -> u64 {
         let lo = self.cfg.latency_min.as_micros() as u64;

@@ -1,9 +1,27 @@
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use torsion::reactor::{ReactorTcpExt, ReactorTimeExt};
-use torsion_apps::heartbeat::{HeartbeatClientFactory, HeartbeatServerFactory};
+use torsion_apps::heartbeat::{HeartbeatClientFactory, HeartbeatServerFactory, HeartbeatStats};
 use torsion_sim::{check_with, Faults, Options, Partition, Sim};
+
+/// A server with a 3 s timeout and a client beating `beats` times a second apart.
+fn beating(sim: &Sim, beats: u64) -> (Rc<HeartbeatStats>, Rc<Cell<u64>>) {
+    let server = sim.host("server");
+    let client = sim.host("client");
+    let (sf, stats) = HeartbeatServerFactory::new(Duration::from_secs(3));
+    server.start(move |h| {
+        h.listen_tcp(9000, sf.clone()).unwrap();
+    });
+    let clock: Rc<dyn torsion::reactor::ReactorTime> = Rc::new(client.clone());
+    let (cf, sent) = HeartbeatClientFactory::new(clock, Duration::from_secs(1), beats);
+    let c = client.clone();
+    client.call_later(Duration::from_millis(1), move || {
+        c.connect_tcp("server", 9000, cf);
+    });
+    (stats, sent)
+}
 
 /// A partition longer than the server's timeout: the server closes the silent connection
 /// within a second of the timeout, and the run ends clean (the client's LoopingCall stopped
@@ -24,18 +42,7 @@ fn heartbeat_timeout_under_partition() {
         Options::new("heartbeat partition").seeds(200),
         &|| Sim::builder().faults(faults.clone()),
         |sim: &Sim| {
-            let server = sim.host("server");
-            let client = sim.host("client");
-            let (sf, stats) = HeartbeatServerFactory::new(Duration::from_secs(3));
-            server.start(move |h| {
-                h.listen_tcp(9000, sf.clone()).unwrap();
-            });
-            let clock: Rc<dyn torsion::reactor::ReactorTime> = Rc::new(client.clone());
-            let (cf, sent) = HeartbeatClientFactory::new(clock, Duration::from_secs(1), 60);
-            let c = client.clone();
-            client.call_later(Duration::from_millis(1), move || {
-                c.connect_tcp("server", 9000, cf);
-            });
+            let (stats, sent) = beating(sim, 60);
             let s = stats.clone();
             // Silence starts at 5 s (plus latency); the server must act by 5 + 3 + 1 s.
             sim.deadline(
@@ -61,18 +68,7 @@ fn heartbeat_without_faults() {
         Options::new("heartbeat clean").seeds(100),
         &|| Sim::builder(),
         |sim: &Sim| {
-            let server = sim.host("server");
-            let client = sim.host("client");
-            let (sf, stats) = HeartbeatServerFactory::new(Duration::from_secs(3));
-            server.start(move |h| {
-                h.listen_tcp(9000, sf.clone()).unwrap();
-            });
-            let clock: Rc<dyn torsion::reactor::ReactorTime> = Rc::new(client.clone());
-            let (cf, sent) = HeartbeatClientFactory::new(clock, Duration::from_secs(1), 10);
-            let c = client.clone();
-            client.call_later(Duration::from_millis(1), move || {
-                c.connect_tcp("server", 9000, cf);
-            });
+            let (stats, sent) = beating(sim, 10);
             sim.run_until_idle();
             assert_eq!(sent.get(), 10);
             assert_eq!(stats.beats.get(), 10);
