@@ -77,92 +77,84 @@ impl<T: 'static> DeferredList<T> {
             let _ = out.callback(Vec::new());
             return out;
         }
-        let state = Rc::new(RefCell::new(ListState::<T> {
-            results: (0..n).map(|_| None).collect(),
-            remaining: n,
-            done: false,
-        }));
-        let (on_err, consume) = (self.fire_on_one_errback, self.consume_errors);
-        for (index, d) in self.members.into_iter().enumerate() {
-            let (state, out) = (state.clone(), out.clone());
-            let _ = d.add_both(move |r: Result<T, Failure>| {
-                let keep = match &r {
-                    Err(f) if !consume => Err(f.clone()),
-                    _ => Ok(()),
-                };
-                let fire = {
-                    let mut st = state.borrow_mut();
-                    let failed = r.as_ref().err().cloned();
-                    st.results[index] = Some(r);
-                    st.remaining -= 1;
-                    if st.done {
-                        None
-                    } else if let (true, Some(failure)) = (on_err, failed) {
-                        st.done = true;
-                        Some(Err(FirstError { failure, index }.into()))
-                    } else if st.remaining == 0 {
-                        st.done = true;
-                        Some(Ok(st.results.iter_mut().filter_map(Option::take).collect()))
-                    } else {
-                        None
-                    }
-                };
-                if let Some(result) = fire {
-                    let _ = out.resolve(result);
-                }
-                keep
-            });
-        }
-        out
+        let on_err = self.fire_on_one_errback;
+        self.watch(out, move |st, index, r| {
+            let failed = r.as_ref().err().cloned();
+            st.results[index] = Some(r);
+            st.remaining -= 1;
+            if st.done {
+                None
+            } else if let (true, Some(failure)) = (on_err, failed) {
+                st.done = true;
+                Some(Err(FirstError { failure, index }.into()))
+            } else if st.remaining == 0 {
+                st.done = true;
+                Some(Ok(st.results.iter_mut().filter_map(Option::take).collect()))
+            } else {
+                None
+            }
+        })
     }
 
     /// Fires with the first member to succeed and its index (Twisted's
     /// `fireOnOneCallback`); if none does, with every result. Never fires for an empty list.
     pub fn first_callback(self) -> Deferred<FirstCallback<T>> {
-        let n = self.members.len();
         let out = canceller_over(&self.members);
+        let on_err = self.fire_on_one_errback;
+        self.watch(out, move |st, index, r| {
+            st.remaining -= 1;
+            if st.done {
+                st.results[index] = Some(r);
+                return None;
+            }
+            match r {
+                Ok(v) => {
+                    st.done = true;
+                    Some(Ok(FirstCallback::First(v, index)))
+                }
+                Err(failure) if on_err => {
+                    st.done = true;
+                    Some(Err(FirstError { failure, index }.into()))
+                }
+                Err(f) => {
+                    st.results[index] = Some(Err(f));
+                    if st.remaining == 0 {
+                        st.done = true;
+                        let all = st.results.iter_mut().filter_map(Option::take);
+                        Some(Ok(FirstCallback::None(all.collect())))
+                    } else {
+                        None
+                    }
+                }
+            }
+        })
+    }
+
+    /// Adds `step` to every member: it records the member's result in the shared state and
+    /// says whether (and with what) `out` fires now. A failure is passed on down the
+    /// member's own chain unless `consume_errors` is set.
+    fn watch<U: 'static>(
+        self,
+        out: Deferred<U>,
+        step: impl Fn(&mut ListState<T>, usize, Result<T, Failure>) -> Option<Result<U, Failure>>
+            + 'static,
+    ) -> Deferred<U> {
+        let n = self.members.len();
         let state = Rc::new(RefCell::new(ListState::<T> {
             results: (0..n).map(|_| None).collect(),
             remaining: n,
             done: false,
         }));
-        let (on_err, consume) = (self.fire_on_one_errback, self.consume_errors);
+        let step = Rc::new(step);
+        let consume = self.consume_errors;
         for (index, d) in self.members.into_iter().enumerate() {
-            let (state, out) = (state.clone(), out.clone());
+            let (state, out, step) = (state.clone(), out.clone(), step.clone());
             let _ = d.add_both(move |r: Result<T, Failure>| {
                 let keep = match &r {
                     Err(f) if !consume => Err(f.clone()),
                     _ => Ok(()),
                 };
-                let fire = {
-                    let mut st = state.borrow_mut();
-                    st.remaining -= 1;
-                    if st.done {
-                        st.results[index] = Some(r);
-                        None
-                    } else {
-                        match r {
-                            Ok(v) => {
-                                st.done = true;
-                                Some(Ok(FirstCallback::First(v, index)))
-                            }
-                            Err(failure) if on_err => {
-                                st.done = true;
-                                Some(Err(FirstError { failure, index }.into()))
-                            }
-                            Err(f) => {
-                                st.results[index] = Some(Err(f));
-                                if st.remaining == 0 {
-                                    st.done = true;
-                                    let all = st.results.iter_mut().filter_map(Option::take);
-                                    Some(Ok(FirstCallback::None(all.collect())))
-                                } else {
-                                    None
-                                }
-                            }
-                        }
-                    }
-                };
+                let fire = step(&mut state.borrow_mut(), index, r);
                 if let Some(result) = fire {
                     let _ = out.resolve(result);
                 }
