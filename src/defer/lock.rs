@@ -6,17 +6,16 @@
 //! failure alike.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 
+use crate::defer::waiters::Waiters;
 use crate::defer::{succeed, Deferred, IntoOutcome};
 use crate::error::{NoTokens, NotAcquired};
 
 struct SemState {
     limit: usize,
     tokens: usize,
-    next_id: u64,
-    waiting: VecDeque<(u64, Deferred<()>)>,
+    waiting: Waiters<()>,
 }
 
 /// Twisted's `DeferredSemaphore`: at most `limit` holders at once.
@@ -46,8 +45,7 @@ impl DeferredSemaphore {
             st: Rc::new(RefCell::new(SemState {
                 limit: tokens,
                 tokens,
-                next_id: 0,
-                waiting: VecDeque::new(),
+                waiting: Waiters::default(),
             })),
         })
     }
@@ -76,16 +74,7 @@ impl DeferredSemaphore {
             drop(st);
             return succeed(());
         }
-        let id = st.next_id;
-        st.next_id += 1;
-        let weak = Rc::downgrade(&self.st);
-        let d = Deferred::with_canceller(move |_| {
-            if let Some(st) = weak.upgrade() {
-                st.borrow_mut().waiting.retain(|(i, _)| *i != id);
-            }
-        });
-        st.waiting.push_back((id, d.clone()));
-        d
+        st.waiting.wait(Rc::downgrade(&self.st), |s| &mut s.waiting)
     }
 
     /// Gives a token back, handing it to the first waiter if there is one.
@@ -93,7 +82,7 @@ impl DeferredSemaphore {
         let next = {
             let mut st = self.st.borrow_mut();
             match st.waiting.pop_front() {
-                Some((_, d)) => Some(d),
+                Some(d) => Some(d),
                 None if st.tokens < st.limit => {
                     st.tokens += 1;
                     None
@@ -153,8 +142,7 @@ impl DeferredLock {
                 st: Rc::new(RefCell::new(SemState {
                     limit: 1,
                     tokens: 1,
-                    next_id: 0,
-                    waiting: VecDeque::new(),
+                    waiting: Waiters::default(),
                 })),
             },
         }

@@ -52,6 +52,7 @@ mod list;
 mod lock;
 mod queue;
 mod unhandled;
+mod waiters;
 
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use crate::defer::waiters::Waiters;
 use crate::defer::{succeed, Deferred};
 use crate::error::{QueueOverflow, QueueUnderflow};
 
@@ -11,8 +12,7 @@ struct QueueState<T> {
     size: Option<usize>,
     backlog: Option<usize>,
     pending: VecDeque<T>,
-    next_id: u64,
-    waiting: VecDeque<(u64, Deferred<T>)>,
+    waiting: Waiters<T>,
 }
 
 /// A queue of values with asynchronous `get`.
@@ -48,8 +48,7 @@ impl<T: 'static> DeferredQueue<T> {
                 size,
                 backlog,
                 pending: VecDeque::new(),
-                next_id: 0,
-                waiting: VecDeque::new(),
+                waiting: Waiters::default(),
             })),
         }
     }
@@ -74,7 +73,7 @@ impl<T: 'static> DeferredQueue<T> {
         let getter = {
             let mut st = self.st.borrow_mut();
             match st.waiting.pop_front() {
-                Some((_, d)) => Some(d),
+                Some(d) => Some(d),
                 None => {
                     if st.size.is_some_and(|s| st.pending.len() >= s) {
                         return Err(QueueOverflow);
@@ -101,15 +100,6 @@ impl<T: 'static> DeferredQueue<T> {
         if st.backlog.is_some_and(|b| st.waiting.len() >= b) {
             return Err(QueueUnderflow);
         }
-        let id = st.next_id;
-        st.next_id += 1;
-        let weak = Rc::downgrade(&self.st);
-        let d = Deferred::with_canceller(move |_| {
-            if let Some(st) = weak.upgrade() {
-                st.borrow_mut().waiting.retain(|(i, _)| *i != id);
-            }
-        });
-        st.waiting.push_back((id, d.clone()));
-        Ok(d)
+        Ok(st.waiting.wait(Rc::downgrade(&self.st), |s| &mut s.waiting))
     }
 }
