@@ -110,7 +110,12 @@ fn explore_junit_parses() {
 }
 
 fn seeds_run(extra: &[&str]) -> Vec<u64> {
+    seeds_run_with_env(extra, &[])
+}
+
+fn seeds_run_with_env(extra: &[&str], env: &[(&str, &str)]) -> Vec<u64> {
     let (out, stdout, stderr) = run(bin()
+        .envs(env.iter().copied())
         .args([
             "explore",
             "--json",
@@ -143,27 +148,10 @@ fn shards_together_run_exactly_the_unsharded_seeds() {
     union.sort_unstable();
     assert_eq!(union, all);
     // The same split from a Kubernetes Indexed Job's environment.
-    let (out, stdout, _) = run(bin()
-        .args([
-            "explore",
-            "--json",
-            "--emit-seeds",
-            "--seeds",
-            "37",
-            "--start",
-            "5",
-        ])
-        .arg(scenarios().join("heartbeat.toml"))
-        .env("JOB_COMPLETION_INDEX", "1")
-        .env("TORSION_SHARDS", "2"));
-    assert!(out.status.success());
-    let row: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
-    let k: Vec<u64> = row["seeds_run"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let k = seeds_run_with_env(
+        &[],
+        &[("JOB_COMPLETION_INDEX", "1"), ("TORSION_SHARDS", "2")],
+    );
     assert_eq!(k, b);
 }
 
