@@ -114,15 +114,19 @@ impl Decisions {
     }
 }
 
-/// Uniform in `0..n` without modulo bias (Lemire).
+/// Uniform in `0..n` without modulo bias (Lemire's multiply-and-reject). The rejection
+/// threshold `2^64 mod n` is below `n`, so a draw whose low word is at least `n` is accepted
+/// without computing it: the division runs only for the rare draws near the boundary, and
+/// every draw is accepted or rejected exactly as the plain loop would.
 fn below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
-    let threshold = n.wrapping_neg() % n;
-    loop {
-        let m = u128::from(rng.next_u64()) * u128::from(n);
-        if (m as u64) >= threshold {
-            return (m >> 64) as u64;
+    let mut m = u128::from(rng.next_u64()) * u128::from(n);
+    if (m as u64) < n {
+        let threshold = n.wrapping_neg() % n;
+        while (m as u64) < threshold {
+            m = u128::from(rng.next_u64()) * u128::from(n);
         }
     }
+    (m >> 64) as u64
 }
 
 #[cfg(test)]
@@ -146,6 +150,41 @@ mod tests {
                 .map(|_| Decisions::seeded(2).choose(1000))
                 .collect::<Vec<_>>()
         );
+    }
+
+    /// The draw-and-reject rule, written plainly: `below` must accept and reject exactly
+    /// the same draws (recorded seeds keep their meaning).
+    fn below_plain(rng: &mut ChaCha8Rng, n: u64) -> u64 {
+        let threshold = n.wrapping_neg() % n;
+        loop {
+            let m = u128::from(rng.next_u64()) * u128::from(n);
+            if (m as u64) >= threshold {
+                return (m >> 64) as u64;
+            }
+        }
+    }
+
+    #[test]
+    fn below_matches_the_plain_rejection_loop() {
+        for seed in 0..4 {
+            let mut a = ChaCha8Rng::seed_from_u64(seed);
+            let mut b = ChaCha8Rng::seed_from_u64(seed);
+            // Sizes that reject often (just above a power of two, and near 2^64) and rarely.
+            for n in [
+                2u64,
+                3,
+                7,
+                1000,
+                1 << 40,
+                (1 << 63) + 1,
+                u64::MAX - 1,
+                u64::MAX,
+            ] {
+                for _ in 0..500 {
+                    assert_eq!(below(&mut a, n), below_plain(&mut b, n), "n {n}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -93,7 +93,7 @@ impl HostState {
                     let global = me.global_time(t.as_nanos());
                     w.wakeups
                         .borrow_mut()
-                        .push(std::cmp::Reverse((global, seq, me.index)));
+                        .push(crate::keyed::At::new(global, seq, me.index));
                 }
             })));
         st
@@ -132,10 +132,15 @@ impl HostState {
     /// relative to "now").
     pub(crate) fn sync(&self) {
         if let Some(w) = self.world() {
-            let now = Instant::from_nanos(self.host_time(w.now.get()));
-            if now > self.queue.now() {
-                self.queue.set_now(now);
-            }
+            self.sync_to(w.now.get());
+        }
+    }
+
+    /// Brings the queue's clock to the global time `now`.
+    pub(crate) fn sync_to(&self, now: u64) {
+        let now = Instant::from_nanos(self.host_time(now));
+        if now > self.queue.now() {
+            self.queue.set_now(now);
         }
     }
 

@@ -44,6 +44,7 @@ pub mod check;
 pub mod decide;
 pub mod faults;
 mod host;
+mod keyed;
 mod net;
 pub mod prop;
 pub mod scenario;

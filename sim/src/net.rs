@@ -34,6 +34,7 @@ use torsion::protocol::{
 use torsion::reactor::{ReactorTime, ReactorTimeExt};
 
 use crate::host::{Host, HostState};
+use crate::keyed::At;
 use crate::trace::Kind;
 use crate::world::{SimError, World};
 
@@ -99,7 +100,7 @@ impl Net {
 /// moving a packet in and out costs no copying of the packet itself.
 #[derive(Default)]
 pub(crate) struct Flight {
-    heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, u32)>>,
+    heap: std::collections::BinaryHeap<At<u32>>,
     slots: Vec<Option<Packet>>,
     free: Vec<u32>,
 }
@@ -116,7 +117,7 @@ impl Flight {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.heap.push(std::cmp::Reverse((at, seq, slot)));
+        self.heap.push(At::new(at, seq, slot));
     }
 
     fn live(&self, slot: u32) -> bool {
@@ -126,9 +127,9 @@ impl Flight {
     /// The earliest (arrival, sequence), dropping entries already taken.
     pub(crate) fn front(&mut self) -> Option<(u64, u64)> {
         while let Some(top) = self.heap.peek() {
-            let slot = top.0 .2;
+            let slot = top.item;
             if self.live(slot) {
-                return Some((top.0 .0, top.0 .1));
+                return Some(top.key());
             }
             // The entry's packet was taken: only now may its slot be reused.
             self.heap.pop();
@@ -147,11 +148,11 @@ impl Flight {
         stack.push(0);
         while let Some(i) = stack.pop() {
             let Some(e) = heap.get(i) else { continue };
-            if e.0 .0 != t {
+            if e.time() != t {
                 continue;
             }
-            if let Some(Some(p)) = self.slots.get(e.0 .2 as usize) {
-                out.push((e.0 .1, p.to_host, e.0 .2));
+            if let Some(Some(p)) = self.slots.get(e.item as usize) {
+                out.push((e.key().1, p.to_host, e.item));
             }
             stack.push(2 * i + 1);
             stack.push(2 * i + 2);
@@ -172,12 +173,12 @@ impl Flight {
             .iter()
             .skip(1)
             .take(2)
-            .any(|r| r.0 .0 == t)
+            .any(|r| r.time() == t)
     }
 
     /// The slot of the front entry.
     pub(crate) fn front_slot(&self) -> Option<u32> {
-        self.heap.peek().map(|r| r.0 .2)
+        self.heap.peek().map(|r| r.item)
     }
 }
 
@@ -497,10 +498,7 @@ fn transmit(world: &Rc<World>, pkt: Packet) {
 }
 
 /// A segment reaches its host (the world's step calls this for in-flight packets).
-pub(crate) fn arrive(world: &Rc<World>, pkt: Packet) {
-    let Some(host) = world.host(pkt.to_host) else {
-        return;
-    };
+pub(crate) fn arrive(world: &Rc<World>, host: &Host, pkt: Packet) {
     if !host.is_up() {
         return;
     }

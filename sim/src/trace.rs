@@ -105,17 +105,61 @@ pub struct Trace {
 /// How many bytes of a payload a trace shows (and hashes).
 pub const PREVIEW: usize = 24;
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const SEED: u64 = 0xcbf2_9ce4_8422_2325;
 const MIX: u64 = 0x517c_c1b7_2722_0a95;
+const K: [u64; 4] = [
+    0x243f_6a88_85a3_08d3,
+    0x1319_8a2e_0370_7344,
+    0xa409_3822_299f_31d0,
+    0x082e_fa98_ec4e_6c89,
+];
 
-/// Mixes one word into the running hash (the FxHash step: fast, stable, good enough to tell
-/// two traces apart; this is not a cryptographic commitment).
+/// Mixes one word into the running hash (the FxHash step: a bijection of the running hash
+/// for each word, so no event's contribution is ever absorbed; fast and stable, good enough
+/// to tell two traces apart; not a cryptographic commitment).
 fn mix(h: u64, word: u64) -> u64 {
     (h.rotate_left(5) ^ word).wrapping_mul(MIX)
 }
 
-/// Mixes bytes, eight at a time, then their length.
-fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+/// The 64×64→128 multiply folded to 64 bits (as in wyhash and foldhash).
+fn fold(a: u64, b: u64) -> u64 {
+    let m = u128::from(a) * u128::from(b);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+/// A digest of the first [`PREVIEW`] bytes and their count: up to three words read straight
+/// from the slice (overlapping for lengths between the word sizes, so that, the count
+/// given, every byte lands in some word), mixed by two independent folded multiplies that
+/// overlap instead of lengthening the running hash's chain.
+fn digest(bytes: &[u8]) -> u64 {
+    let b = &bytes[..bytes.len().min(PREVIEW)];
+    let n = b.len();
+    let r8 = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
+    let r4 = |i: usize| {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&b[i..i + 4]);
+        u64::from(u32::from_le_bytes(w))
+    };
+    let (w0, w1, w2) = match n {
+        16.. => (r8(0), r8(8), r8(n - 8)),
+        8.. => (r8(0), r8(n - 8), 0),
+        4.. => ((r4(0) << 32) | r4(n - 4), 0, 0),
+        1.. => {
+            let w = (u64::from(b[0]) << 16) | (u64::from(b[n / 2]) << 8) | u64::from(b[n - 1]);
+            (w, 0, 0)
+        }
+        0 => (0, 0, 0),
+    };
+    fold(w0 ^ K[0], w1 ^ K[1]) ^ fold(w2 ^ K[2], n as u64 ^ K[3])
+}
+
+/// A string's contribution: eight bytes at a time, then its length (event texts are rare
+/// and short; data goes through [`digest`]).
+fn hash_str(mut h: u64, bytes: &[u8]) -> u64 {
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
         let mut w = [0u8; 8];
@@ -131,11 +175,20 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
     mix(h, bytes.len() as u64)
 }
 
+/// Where an event happened, and its tag, as one word: host index in the top 16 bits, the
+/// tag in the next 8, the connection id in the low 40 (ids and indexes beyond those widths
+/// only fold into neighbouring bits, which can merely weaken the hash, never break it).
+fn place(host: Option<usize>, conn: Option<u64>, tag: u8) -> u64 {
+    let host = host.map_or(0xffff, |x| x as u64);
+    let conn = conn.unwrap_or((1 << 40) - 1);
+    (host << 48) ^ (u64::from(tag) << 40) ^ conn
+}
+
 impl Trace {
     /// An empty trace; `full` keeps every event, otherwise only the hash.
     pub fn new(full: bool) -> Self {
         Trace {
-            hash: FNV_OFFSET,
+            hash: SEED,
             count: 0,
             events: full.then(Vec::new),
             hosts: Vec::new(),
@@ -155,17 +208,16 @@ impl Trace {
         self.events.is_some()
     }
 
-    fn hash_head(&mut self, time: u64, host: Option<usize>, conn: Option<u64>) -> u64 {
+    fn hash_head(&mut self, time: u64, host: Option<usize>, conn: Option<u64>, tag: u8) -> u64 {
         self.count += 1;
-        let h = mix(self.hash, time);
-        let h = mix(h, host.map_or(u64::MAX, |x| x as u64));
-        mix(h, conn.unwrap_or(u64::MAX))
+        mix(mix(self.hash, time), place(host, conn, tag))
     }
 
     /// Adds an event. (Bytes sent and received go through [`Trace::push_data`].)
     pub fn push(&mut self, event: Event) {
-        let h = self.hash_head(event.time, event.host, event.conn);
-        self.hash = hash_kind(h, &event.kind);
+        let (tag, n, text) = kind_parts(&event.kind);
+        let h = self.hash_head(event.time, event.host, event.conn, tag);
+        self.hash = hash_str(mix(h, n), text.as_bytes());
         if let Some(events) = &mut self.events {
             events.push(event);
         }
@@ -182,10 +234,8 @@ impl Trace {
         recv: bool,
         data: &[u8],
     ) {
-        let h = self.hash_head(time, host, conn);
-        let h = mix(h, if recv { 7 } else { 6 });
-        let h = mix(h, data.len() as u64);
-        self.hash = fnv(h, &data[..data.len().min(PREVIEW)]);
+        let h = self.hash_head(time, host, conn, if recv { 7 } else { 6 });
+        self.hash = mix(mix(h, data.len() as u64), digest(data));
         if let Some(events) = &mut self.events {
             let p = preview(data, PREVIEW);
             let kind = if recv {
@@ -258,8 +308,9 @@ impl Trace {
     }
 }
 
-fn hash_kind(h: u64, k: &Kind) -> u64 {
-    let (tag, n, s): (u8, u64, &str) = match k {
+/// An event kind as (tag, number, text), for hashing.
+fn kind_parts(k: &Kind) -> (u8, u64, &str) {
+    match k {
         Kind::Listen { port } => (1, u64::from(*port), ""),
         Kind::Connect { to } => (2, 0, to),
         Kind::Accept { peer } => (3, 0, peer),
@@ -280,10 +331,7 @@ fn hash_kind(h: u64, k: &Kind) -> u64 {
         Kind::Panic { message } => (16, 0, message),
         Kind::Log { text } => (17, 0, text),
         Kind::CheckFailed { what } => (18, 0, what),
-    };
-    let h = mix(h, u64::from(tag));
-    let h = mix(h, n);
-    fnv(h, s.as_bytes())
+    }
 }
 
 impl fmt::Display for Kind {
@@ -377,6 +425,37 @@ mod tests {
             run(&[ev(1, Kind::Send(3, "a".into()))]),
             run(&[ev(1, Kind::Send(3, "b".into()))])
         );
+    }
+
+    #[test]
+    fn data_hash_covers_place_direction_count_and_every_preview_byte() {
+        let run = |host: usize, conn: u64, recv: bool, data: &[u8]| {
+            let mut t = Trace::new(false);
+            t.push_data(5, Some(host), Some(conn), recv, data);
+            t.hash()
+        };
+        let base = run(0, 1, false, &[7; 40]);
+        assert_eq!(base, run(0, 1, false, &[7; 40]));
+        assert_ne!(base, run(1, 1, false, &[7; 40]));
+        assert_ne!(base, run(0, 2, false, &[7; 40]));
+        assert_ne!(base, run(0, 1, true, &[7; 40]));
+        assert_ne!(base, run(0, 1, false, &[7; 39]));
+        for i in 0..PREVIEW {
+            let mut d = [7u8; 40];
+            d[i] = 8;
+            assert_ne!(base, run(0, 1, false, &d), "byte {i}");
+        }
+        // Every length up to the preview, every byte position within it.
+        for n in 1..=PREVIEW {
+            let plain = run(0, 1, false, &vec![7; n]);
+            for i in 0..n {
+                let mut d = vec![7u8; n];
+                d[i] = 9;
+                assert_ne!(plain, run(0, 1, false, &d), "length {n}, byte {i}");
+            }
+        }
+        // Trailing zero bytes still count (the length is hashed).
+        assert_ne!(run(0, 1, false, b"a"), run(0, 1, false, b"a\0"));
     }
 
     #[test]

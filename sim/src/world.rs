@@ -13,7 +13,6 @@
 //! writable, never inside `write`.
 
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
@@ -25,6 +24,7 @@ use torsion::reactor::{Instant, TimerQueue};
 use crate::decide::Decisions;
 use crate::faults::Faults;
 use crate::host::{Host, HostState};
+use crate::keyed::At;
 use crate::net::Net;
 use crate::trace::{Event, Kind, Trace};
 
@@ -160,10 +160,12 @@ pub(crate) struct World {
     /// Every (global time, sequence, host) ever scheduled, as an index over the hosts'
     /// queues (`SYS` for the world's own). Entries whose call was cancelled or moved are
     /// found stale and dropped when they surface: see [`next_due`].
-    pub(crate) wakeups: RefCell<BinaryHeap<Reverse<(u64, u64, usize)>>>,
+    pub(crate) wakeups: RefCell<BinaryHeap<At<usize>>>,
     /// Calls from other threads (`call_from_thread`). A simulated world has no threads of
     /// its own; these come from the test harness, and run before the next event.
     pub(crate) thread_calls: torsion::reactor::ThreadCallQueue,
+    /// Scratch space for [`next_due`].
+    scratch: RefCell<Scratch>,
 }
 
 /// The host index of the world's own queue in `wakeups`.
@@ -343,15 +345,14 @@ impl SimBuilder {
             next_conn: Cell::new(1),
             wakeups: RefCell::new(BinaryHeap::new()),
             thread_calls: torsion::reactor::ThreadCallQueue::new(None),
+            scratch: RefCell::default(),
         });
         let w = Rc::downgrade(&world);
         world
             .sys
             .set_push_observer(Some(Rc::new(move |t: Instant, seq| {
                 if let Some(w) = w.upgrade() {
-                    w.wakeups
-                        .borrow_mut()
-                        .push(Reverse((t.as_nanos(), seq, SYS)));
+                    w.wakeups.borrow_mut().push(At::new(t.as_nanos(), seq, SYS));
                 }
             })));
         let weak = Rc::downgrade(&world);
@@ -680,12 +681,8 @@ struct Scratch {
     candidates: Vec<(u64, usize, Due)>,
 }
 
-thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::default();
-}
-
 fn heap_entries_at(
-    heap: &[Reverse<(u64, u64, usize)>],
+    heap: &[At<usize>],
     t: u64,
     out: &mut Vec<(u64, usize)>,
     stack: &mut Vec<usize>,
@@ -695,10 +692,10 @@ fn heap_entries_at(
     stack.push(0);
     while let Some(i) = stack.pop() {
         let Some(e) = heap.get(i) else { continue };
-        if e.0 .0 != t {
+        if e.time() != t {
             continue;
         }
-        out.push((e.0 .1, e.0 .2));
+        out.push((e.key().1, e.item));
         stack.push(2 * i + 1);
         stack.push(2 * i + 2);
     }
@@ -711,18 +708,21 @@ fn heap_entries_at(
 /// earliest timer or segment, per host — the decision source picks one (choice 0: the
 /// earliest scheduled). What is not picked stays where it is.
 fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
+    let mut flight = world.net.in_flight.borrow_mut();
+    let packet_front = flight.front();
     let mut heap = world.wakeups.borrow_mut();
+    // The queues' index is validated only as far as it matters: an entry later than the
+    // earliest segment cannot run next, stale or not (most steps are segments).
     let queue_front = loop {
-        let Some(&Reverse((t, seq, index))) = heap.peek() else {
+        let Some(&top) = heap.peek() else {
             break None;
         };
-        if front(world, index) == Some((t, seq)) {
+        let ((t, seq), index) = (top.key(), top.item);
+        if packet_front.is_some_and(|p| p < (t, seq)) || front(world, index) == Some((t, seq)) {
             break Some((t, seq, index));
         }
         heap.pop();
     };
-    let mut flight = world.net.in_flight.borrow_mut();
-    let packet_front = flight.front();
     let first = match (queue_front, packet_front) {
         (None, None) => return Err(StepResult::Idle),
         (Some((t, seq, i)), p) if p.is_none_or(|p| (t, seq) < p) => (t, seq, Due::Queue(i)),
@@ -734,41 +734,37 @@ fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
         return Err(StepResult::Limit);
     }
     // Anything else due at `t`? In a min-heap, only if a child of the root is (exact).
-    let child_at =
-        |slice: &[Reverse<(u64, u64, usize)>]| slice.iter().skip(1).take(2).any(|e| e.0 .0 == t);
+    let child_at = |slice: &[At<usize>]| slice.iter().skip(1).take(2).any(|e| e.time() == t);
     let others = usize::from(queue_front.is_some_and(|q| q.0 == t))
         + usize::from(packet_front.is_some_and(|p| p.0 == t))
         + usize::from(child_at(heap.as_slice()))
         + usize::from(flight.second_at(t));
     let chosen = if world.cfg.reorder && others >= 2 {
         // Per host, the earliest of its due timers and due segments is a candidate.
-        SCRATCH.with(|scratch| {
-            let mut guard = scratch.borrow_mut();
-            let sc = &mut *guard;
-            heap_entries_at(heap.as_slice(), t, &mut sc.entries, &mut sc.stack);
-            let candidates = &mut sc.candidates;
-            candidates.clear();
-            for &(seq, index) in &sc.entries {
-                if front(world, index) == Some((t, seq)) && !candidates.iter().any(|c| c.1 == index)
-                {
-                    candidates.push((seq, index, Due::Queue(index)));
-                }
+        let mut guard = world.scratch.borrow_mut();
+        let sc = &mut *guard;
+        heap_entries_at(heap.as_slice(), t, &mut sc.entries, &mut sc.stack);
+        let candidates = &mut sc.candidates;
+        candidates.clear();
+        for &(seq, index) in &sc.entries {
+            if front(world, index) == Some((t, seq)) && !candidates.iter().any(|c| c.1 == index) {
+                candidates.push((seq, index, Due::Queue(index)));
             }
-            flight.due_at(t, &mut sc.due, &mut sc.stack);
-            for &(seq, host, slot) in &sc.due {
-                match candidates.iter_mut().find(|c| c.1 == host) {
-                    Some(c) if c.0 < seq => {}
-                    Some(c) => *c = (seq, host, Due::Packet(slot)),
-                    None => candidates.push((seq, host, Due::Packet(slot))),
-                }
+        }
+        flight.due_at(t, &mut sc.due, &mut sc.stack);
+        for &(seq, host, slot) in &sc.due {
+            match candidates.iter_mut().find(|c| c.1 == host) {
+                Some(c) if c.0 < seq => {}
+                Some(c) => *c = (seq, host, Due::Packet(slot)),
+                None => candidates.push((seq, host, Due::Packet(slot))),
             }
-            if candidates.len() > 1 {
-                candidates.sort_unstable_by_key(|c| c.0);
-                candidates[world.choose(candidates.len() as u64) as usize].2
-            } else {
-                first.2
-            }
-        })
+        }
+        if candidates.len() > 1 {
+            candidates.sort_unstable_by_key(|c| c.0);
+            candidates[world.choose(candidates.len() as u64) as usize].2
+        } else {
+            first.2
+        }
     } else {
         first.2
     };
@@ -804,19 +800,12 @@ fn step(world: &Rc<World>, until: u64) -> StepResult {
     let (host, outcome) = match due {
         Due::Packet(slot) => {
             let pkt = world.net.in_flight.borrow_mut().take(slot);
-            match pkt {
-                Some(p) => {
-                    let host = world.host(p.to_host());
-                    if let Some(h) = &host {
-                        h.st.sync();
-                    }
-                    let w = world.clone();
-                    (
-                        host,
-                        Some(catch_unwind(AssertUnwindSafe(move || {
-                            crate::net::arrive(&w, p)
-                        }))),
-                    )
+            match pkt.and_then(|p| Some((world.host(p.to_host())?, p))) {
+                Some((h, p)) => {
+                    h.st.sync_to(t);
+                    let outcome =
+                        catch_unwind(AssertUnwindSafe(|| crate::net::arrive(world, &h, p)));
+                    (Some(h), Some(outcome))
                 }
                 None => (None, None),
             }
