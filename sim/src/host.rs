@@ -132,16 +132,18 @@ impl HostState {
     /// relative to "now").
     pub(crate) fn sync(&self) {
         if let Some(w) = self.world() {
-            self.sync_to(w.now.get());
+            let _up = self.sync_to(w.now.get());
         }
     }
 
-    /// Brings the queue's clock to the global time `now`.
-    pub(crate) fn sync_to(&self, now: u64) {
+    /// Brings the queue's clock to the global time `now`; returns whether the host is up
+    /// (an arriving segment is lost otherwise).
+    pub(crate) fn sync_to(&self, now: u64) -> bool {
         let now = Instant::from_nanos(self.host_time(now));
         if now > self.queue.now() {
             self.queue.set_now(now);
         }
+        self.up.get()
     }
 
     pub(crate) fn next_global(&self) -> Option<(u64, u64)> {

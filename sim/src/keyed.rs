@@ -55,9 +55,36 @@ impl<T> Ord for At<T> {
     }
 }
 
+/// Visits every entry of a `BinaryHeap<At<T>>` (as its slice) due at time `t`, stopping
+/// early when `f` returns `true` (and then returning `true`). In the heap every entry at
+/// the minimum time hangs from the root through entries at that time, so the walk stops
+/// at later ones and touches only the due entries and their children. `t` must be the
+/// root's time (or earlier, and then nothing is due). `stack` is scratch space.
+pub(crate) fn any_at<T: Copy>(
+    heap: &[At<T>],
+    t: u64,
+    stack: &mut Vec<usize>,
+    mut f: impl FnMut(&At<T>) -> bool,
+) -> bool {
+    stack.clear();
+    stack.push(0);
+    while let Some(i) = stack.pop() {
+        let Some(e) = heap.get(i) else { continue };
+        if e.time() != t {
+            continue;
+        }
+        if f(e) {
+            return true;
+        }
+        stack.push(2 * i + 1);
+        stack.push(2 * i + 2);
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
-    use super::At;
+    use super::{any_at, At};
     use std::collections::BinaryHeap;
 
     #[test]
@@ -73,5 +100,26 @@ mod tests {
         );
         let e = At::new(7, 8, ());
         assert_eq!((e.time(), e.key()), (7, (7, 8)));
+    }
+
+    #[test]
+    fn any_at_visits_exactly_the_entries_due_at_the_minimum() {
+        let mut heap = BinaryHeap::new();
+        // Many entries at time 10 spread through the heap, and later ones.
+        for seq in 0..200u64 {
+            let t = if seq % 3 == 0 { 10 } else { 10 + seq };
+            heap.push(At::new(t, seq, seq));
+        }
+        let mut stack = Vec::new();
+        let mut seen = Vec::new();
+        let stopped = any_at(heap.as_slice(), 10, &mut stack, |e| {
+            seen.push(e.item);
+            false
+        });
+        assert!(!stopped);
+        seen.sort_unstable();
+        assert_eq!(seen, (0..200).filter(|s| s % 3 == 0).collect::<Vec<_>>());
+        assert!(any_at(heap.as_slice(), 10, &mut stack, |e| e.item == 99));
+        assert!(!any_at(heap.as_slice(), 10, &mut stack, |e| e.item == 98));
     }
 }

@@ -34,7 +34,7 @@ use torsion::protocol::{
 use torsion::reactor::{ReactorTime, ReactorTimeExt};
 
 use crate::host::{Host, HostState};
-use crate::keyed::At;
+use crate::keyed::{any_at, At};
 use crate::trace::Kind;
 use crate::world::{SimError, World};
 
@@ -63,8 +63,7 @@ pub(crate) struct Net {
     /// Segments in flight, by (arrival time, sequence): the bulk of a run's events, kept out
     /// of the hosts' timer queues so that each costs one ordered-map insert and removal.
     pub(crate) in_flight: RefCell<Flight>,
-    dirty: RefCell<Vec<Rc<SimConn>>>,
-    spare: RefCell<Vec<Rc<SimConn>>>,
+    dirty: RefCell<VecDeque<Rc<SimConn>>>,
     cut: RefCell<BTreeSet<(usize, usize)>>,
     held: RefCell<Vec<Packet>>,
     /// Segment buffers handed back after delivery, reused for the next segments (a run
@@ -96,17 +95,26 @@ impl Net {
     }
 }
 
+/// A heap entry's packet: its slot, and its destination host (so that the world can tell
+/// whether simultaneous segments go to different hosts without looking at the packets).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slot {
+    slot: u32,
+    host: u32,
+}
+
 /// Segments in flight: a heap of (arrival, sequence, slot) over a slab of packets, so that
 /// moving a packet in and out costs no copying of the packet itself.
 #[derive(Default)]
 pub(crate) struct Flight {
-    heap: std::collections::BinaryHeap<At<u32>>,
+    heap: std::collections::BinaryHeap<At<Slot>>,
     slots: Vec<Option<Packet>>,
     free: Vec<u32>,
 }
 
 impl Flight {
     fn insert(&mut self, at: u64, seq: u64, pkt: Packet) {
+        let host = pkt.to_host as u32;
         let slot = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Some(pkt);
@@ -117,7 +125,7 @@ impl Flight {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.heap.push(At::new(at, seq, slot));
+        self.heap.push(At::new(at, seq, Slot { slot, host }));
     }
 
     fn live(&self, slot: u32) -> bool {
@@ -127,7 +135,7 @@ impl Flight {
     /// The earliest (arrival, sequence), dropping entries already taken.
     pub(crate) fn front(&mut self) -> Option<(u64, u64)> {
         while let Some(top) = self.heap.peek() {
-            let slot = top.item;
+            let slot = top.item.slot;
             if self.live(slot) {
                 return Some(top.key());
             }
@@ -138,26 +146,29 @@ impl Flight {
         None
     }
 
-    /// (sequence, destination host, slot) of every segment due at `t`. In a min-heap every
-    /// entry equal to the minimum is reached from the root through entries equal to it, so
-    /// a walk that stops at larger entries finds them all without popping anything.
+    /// (sequence, destination host, slot) of every segment due at `t`, in sequence order.
     pub(crate) fn due_at(&self, t: u64, out: &mut Vec<(u64, usize, u32)>, stack: &mut Vec<usize>) {
-        let heap = self.heap.as_slice();
         out.clear();
-        stack.clear();
-        stack.push(0);
-        while let Some(i) = stack.pop() {
-            let Some(e) = heap.get(i) else { continue };
-            if e.time() != t {
-                continue;
+        any_at(self.heap.as_slice(), t, stack, |e| {
+            if self.live(e.item.slot) {
+                out.push((e.key().1, e.item.host as usize, e.item.slot));
             }
-            if let Some(Some(p)) = self.slots.get(e.item as usize) {
-                out.push((e.key().1, p.to_host, e.item));
-            }
-            stack.push(2 * i + 1);
-            stack.push(2 * i + 2);
-        }
+            false
+        });
         out.sort_unstable();
+    }
+
+    /// Whether a child of the root is due at `t` (then more than one segment may be).
+    pub(crate) fn second_at(&self, t: u64) -> bool {
+        let heap = self.heap.as_slice();
+        heap.iter().skip(1).take(2).any(|r| r.time() == t)
+    }
+
+    /// Whether a segment due at `t` goes to a host other than `host`.
+    pub(crate) fn other_host_at(&self, t: u64, host: usize, stack: &mut Vec<usize>) -> bool {
+        any_at(self.heap.as_slice(), t, stack, |e| {
+            e.item.host as usize != host && self.live(e.item.slot)
+        })
     }
 
     /// Takes the packet in `slot`; its heap entry is dropped (and the slot freed) when it
@@ -166,19 +177,11 @@ impl Flight {
         self.slots.get_mut(slot as usize)?.take()
     }
 
-    /// Whether a child of the root is due at `t` (then more than one segment may be).
-    pub(crate) fn second_at(&self, t: u64) -> bool {
+    /// The slot and destination host of the front entry.
+    pub(crate) fn front_slot(&self) -> Option<(u32, usize)> {
         self.heap
-            .as_slice()
-            .iter()
-            .skip(1)
-            .take(2)
-            .any(|r| r.time() == t)
-    }
-
-    /// The slot of the front entry.
-    pub(crate) fn front_slot(&self) -> Option<u32> {
-        self.heap.peek().map(|r| r.item)
+            .peek()
+            .map(|r| (r.item.slot, r.item.host as usize))
     }
 }
 
@@ -259,7 +262,7 @@ fn new_conn(
 
 fn mark_dirty(world: &World, c: &Rc<SimConn>) {
     if !c.queued.replace(true) {
-        world.net.dirty.borrow_mut().push(c.clone());
+        world.net.dirty.borrow_mut().push_back(c.clone());
     }
 }
 
@@ -269,20 +272,14 @@ fn find(world: &World, host: usize, id: u64) -> Option<Rc<SimConn>> {
     c
 }
 
-/// Flushes every connection that asked for it, until none does.
+/// Flushes every connection that asked for it, first asked first, until none does (one
+/// that asks again while being flushed goes to the back).
 pub(crate) fn flush_dirty(world: &Rc<World>) {
     loop {
-        let mut batch = world.net.spare.take();
-        std::mem::swap(&mut batch, &mut *world.net.dirty.borrow_mut());
-        if batch.is_empty() {
-            *world.net.spare.borrow_mut() = batch;
-            return;
-        }
-        for c in batch.drain(..) {
-            c.queued.set(false);
-            flush(world, &c);
-        }
-        *world.net.spare.borrow_mut() = batch;
+        let next = world.net.dirty.borrow_mut().pop_front();
+        let Some(c) = next else { return };
+        c.queued.set(false);
+        flush(world, &c);
     }
 }
 
@@ -290,17 +287,27 @@ fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
     if c.closed.get() {
         return;
     }
-    deliver_inbound(world, c);
-    if c.closed.get() {
-        return;
+    // Held input (a resumed reader) or an unreported FIN first.
+    if !c.inbound.borrow().is_empty() || (c.eof.get() && !c.eof_done.get()) {
+        deliver_inbound(world, c);
+        if c.closed.get() {
+            return;
+        }
     }
     let window = world.cfg.window;
-    while !c.fin_sent.get() && c.conn.pending_output() > 0 {
+    // No user code runs in this loop (producers hear of a drained buffer on the next turn),
+    // so the pending count is kept here rather than asked for again.
+    let mut pending = if c.fin_sent.get() {
+        0
+    } else {
+        c.conn.pending_output()
+    };
+    while pending > 0 {
         let avail = window.saturating_sub(c.in_flight.get());
         if avail == 0 {
             break;
         }
-        let len = c.conn.pending_output().min(avail);
+        let len = pending.min(avail);
         // Fragmentation: choice 0 sends all that fits; otherwise the segment ends at a
         // chosen point. Splitting is decided first, so most writes still arrive whole and
         // any split point stays reachable.
@@ -317,6 +324,7 @@ fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
             v
         });
         c.conn.consume_output(seg);
+        pending -= seg;
         c.in_flight.set(c.in_flight.get() + seg);
         if world.chance(world.cfg.faults.reset_ppm) {
             // The segment never leaves: the connection is reset in its place.
@@ -497,11 +505,9 @@ fn transmit(world: &Rc<World>, pkt: Packet) {
     world.net.in_flight.borrow_mut().insert(at, seq, pkt);
 }
 
-/// A segment reaches its host (the world's step calls this for in-flight packets).
-pub(crate) fn arrive(world: &Rc<World>, host: &Host, pkt: Packet) {
-    if !host.is_up() {
-        return;
-    }
+/// A segment reaches its host. The world's step calls this for in-flight packets, once
+/// the receiving host is known to be up.
+pub(crate) fn arrive(world: &Rc<World>, pkt: Packet) {
     let conn = match pkt.receiver.upgrade() {
         Some(c) if !c.closed.get() => Some(c),
         _ => find(world, pkt.to_host, pkt.to_conn),

@@ -24,7 +24,8 @@ use torsion::reactor::{Instant, TimerQueue};
 use crate::decide::Decisions;
 use crate::faults::Faults;
 use crate::host::{Host, HostState};
-use crate::keyed::At;
+use crate::keyed::{any_at, At};
+use crate::net::Flight;
 use crate::net::Net;
 use crate::trace::{Event, Kind, Trace};
 
@@ -203,6 +204,12 @@ impl World {
 
     pub(crate) fn host(&self, index: usize) -> Option<Host> {
         self.hosts.borrow().get(index).cloned()
+    }
+
+    /// Runs `f` on host `index`'s state under a short borrow of the host table (`f` must not
+    /// run user code, which may add hosts).
+    pub(crate) fn with_host<R>(&self, index: usize, f: impl FnOnce(&HostState) -> R) -> Option<R> {
+        self.hosts.borrow().get(index).map(|h| f(&h.st))
     }
 
     /// A host's name, or "" for an index no host has.
@@ -669,36 +676,13 @@ enum Due {
     Packet(u32),
 }
 
-/// Every entry of a min-heap slice equal to `t`: such entries hang from the root through
-/// entries equal to `t`, so the walk stops at larger ones.
 /// Scratch vectors for [`next_due`], reused step after step (cleared before each use, so
 /// nothing carries over between steps or worlds).
 #[derive(Default)]
 struct Scratch {
     stack: Vec<usize>,
-    entries: Vec<(u64, usize)>,
     due: Vec<(u64, usize, u32)>,
     candidates: Vec<(u64, usize, Due)>,
-}
-
-fn heap_entries_at(
-    heap: &[At<usize>],
-    t: u64,
-    out: &mut Vec<(u64, usize)>,
-    stack: &mut Vec<usize>,
-) {
-    out.clear();
-    stack.clear();
-    stack.push(0);
-    while let Some(i) = stack.pop() {
-        let Some(e) = heap.get(i) else { continue };
-        if e.time() != t {
-            continue;
-        }
-        out.push((e.key().1, e.item));
-        stack.push(2 * i + 1);
-        stack.push(2 * i + 2);
-    }
 }
 
 /// Finds what runs next. Every scheduled call has an entry in `wakeups`, and the heap's
@@ -723,57 +707,83 @@ fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
         }
         heap.pop();
     };
+    // (time, what, on which host).
     let first = match (queue_front, packet_front) {
         (None, None) => return Err(StepResult::Idle),
-        (Some((t, seq, i)), p) if p.is_none_or(|p| (t, seq) < p) => (t, seq, Due::Queue(i)),
-        (_, Some((t, seq))) => (t, seq, Due::Packet(flight.front_slot().unwrap_or(u32::MAX))),
-        (Some((t, seq, i)), None) => (t, seq, Due::Queue(i)),
+        (Some((t, seq, i)), p) if p.is_none_or(|p| (t, seq) < p) => (t, Due::Queue(i), i),
+        (_, Some((t, _))) => {
+            let (slot, host) = flight.front_slot().unwrap_or((u32::MAX, usize::MAX));
+            (t, Due::Packet(slot), host)
+        }
+        (Some((t, _, i)), None) => (t, Due::Queue(i), i),
     };
     let t = first.0;
     if t > until {
         return Err(StepResult::Limit);
     }
-    // Anything else due at `t`? In a min-heap, only if a child of the root is (exact).
+    // Anything else due at `t`? In a min-heap, only if a child of the root is.
     let child_at = |slice: &[At<usize>]| slice.iter().skip(1).take(2).any(|e| e.time() == t);
     let others = usize::from(queue_front.is_some_and(|q| q.0 == t))
         + usize::from(packet_front.is_some_and(|p| p.0 == t))
         + usize::from(child_at(heap.as_slice()))
         + usize::from(flight.second_at(t));
     let chosen = if world.cfg.reorder && others >= 2 {
-        // Per host, the earliest of its due timers and due segments is a candidate.
         let mut guard = world.scratch.borrow_mut();
         let sc = &mut *guard;
-        heap_entries_at(heap.as_slice(), t, &mut sc.entries, &mut sc.stack);
-        let candidates = &mut sc.candidates;
-        candidates.clear();
-        for &(seq, index) in &sc.entries {
-            if front(world, index) == Some((t, seq)) && !candidates.iter().any(|c| c.1 == index) {
-                candidates.push((seq, index, Due::Queue(index)));
-            }
-        }
-        flight.due_at(t, &mut sc.due, &mut sc.stack);
-        for &(seq, host, slot) in &sc.due {
-            match candidates.iter_mut().find(|c| c.1 == host) {
-                Some(c) if c.0 < seq => {}
-                Some(c) => *c = (seq, host, Due::Packet(slot)),
-                None => candidates.push((seq, host, Due::Packet(slot))),
-            }
-        }
-        if candidates.len() > 1 {
-            candidates.sort_unstable_by_key(|c| c.0);
-            candidates[world.choose(candidates.len() as u64) as usize].2
+        // A choice exists only if something due at `t` is on another host than the first
+        // (simultaneous segments of one connection are the common case, and need none).
+        // Stale queue entries count here; the full look validates them.
+        let host = first.2;
+        let several = any_at(heap.as_slice(), t, &mut sc.stack, |e| e.item != host)
+            || flight.other_host_at(t, host, &mut sc.stack);
+        if several {
+            pick(world, heap.as_slice(), &flight, t, sc).unwrap_or(first.1)
         } else {
-            first.2
+            first.1
         }
     } else {
-        first.2
+        first.1
     };
-    if chosen == first.2 {
-        if let Due::Queue(_) = first.2 {
+    if chosen == first.1 {
+        if let Due::Queue(_) = first.1 {
             heap.pop();
         }
     }
     Ok((t, chosen))
+}
+
+/// Picks among the hosts with something due at `t`: per host, the earliest of its due
+/// timers and due segments is a candidate; candidates in scheduling order, the decision
+/// source chooses (choice 0: the earliest). `None` if only one host has anything due.
+fn pick(
+    world: &World,
+    wakeups: &[At<usize>],
+    flight: &Flight,
+    t: u64,
+    sc: &mut Scratch,
+) -> Option<Due> {
+    let candidates = &mut sc.candidates;
+    candidates.clear();
+    any_at(wakeups, t, &mut sc.stack, |e| {
+        let (key, index) = (e.key(), e.item);
+        if front(world, index) == Some(key) && !candidates.iter().any(|c| c.1 == index) {
+            candidates.push((key.1, index, Due::Queue(index)));
+        }
+        false
+    });
+    flight.due_at(t, &mut sc.due, &mut sc.stack);
+    for &(seq, host, slot) in &sc.due {
+        match candidates.iter_mut().find(|c| c.1 == host) {
+            Some(c) if c.0 < seq => {}
+            Some(c) => *c = (seq, host, Due::Packet(slot)),
+            None => candidates.push((seq, host, Due::Packet(slot))),
+        }
+    }
+    if candidates.len() < 2 {
+        return None;
+    }
+    candidates.sort_unstable_by_key(|c| c.0);
+    Some(candidates[world.choose(candidates.len() as u64) as usize].2)
 }
 
 fn step(world: &Rc<World>, until: u64) -> StepResult {
@@ -797,17 +807,19 @@ fn step(world: &Rc<World>, until: u64) -> StepResult {
         return StepResult::Failed;
     }
     world.now.set(t);
+    // Hosts are looked at through short borrows of the table, never cloned: the hot path
+    // of a step is a segment's arrival.
     let (host, outcome) = match due {
         Due::Packet(slot) => {
             let pkt = world.net.in_flight.borrow_mut().take(slot);
-            match pkt.and_then(|p| Some((world.host(p.to_host())?, p))) {
-                Some((h, p)) => {
-                    h.st.sync_to(t);
-                    let outcome =
-                        catch_unwind(AssertUnwindSafe(|| crate::net::arrive(world, &h, p)));
-                    (Some(h), Some(outcome))
+            match pkt {
+                Some(p) if world.with_host(p.to_host(), |h| h.sync_to(t)) == Some(true) => {
+                    let to = p.to_host();
+                    let outcome = catch_unwind(AssertUnwindSafe(|| crate::net::arrive(world, p)));
+                    (Some(to), Some(outcome))
                 }
-                None => (None, None),
+                // The host is down (or gone): the segment is lost.
+                _ => (None, None),
             }
         }
         Due::Queue(SYS) => {
@@ -816,19 +828,15 @@ fn step(world: &Rc<World>, until: u64) -> StepResult {
             (None, call.map(|f| catch_unwind(AssertUnwindSafe(f))))
         }
         Due::Queue(index) => {
-            let host = world.host(index);
-            let call = host.as_ref().and_then(|h| h.st.pop_due(t));
-            (host, call.map(|f| catch_unwind(AssertUnwindSafe(f))))
+            let call = world.with_host(index, |h| h.pop_due(t)).flatten();
+            (Some(index), call.map(|f| catch_unwind(AssertUnwindSafe(f))))
         }
     };
     if let Some(Err(payload)) = outcome {
         let message = torsion::error::Panicked::from_payload(payload).message;
-        let (host_index, name) = match &host {
-            Some(h) => (Some(h.st.index), h.name().to_string()),
-            None => (None, "world".to_string()),
-        };
+        let name = host.map_or_else(|| "world".to_string(), |i| world.host_name(i));
         world.record(
-            host_index,
+            host,
             None,
             Kind::Panic {
                 message: message.clone(),
