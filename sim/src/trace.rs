@@ -226,6 +226,7 @@ impl Trace {
     /// Adds a send (`recv == false`) or receive of `data`. The hash covers the byte count
     /// and the first [`PREVIEW`] raw bytes; the escaped preview is only built when the
     /// trace is kept, so hash-only runs pay for no formatting.
+    #[inline]
     pub fn push_data(
         &mut self,
         time: u64,
@@ -236,6 +237,22 @@ impl Trace {
     ) {
         let h = self.hash_head(time, host, conn, if recv { 7 } else { 6 });
         self.hash = mix(mix(h, data.len() as u64), digest(data));
+        if self.events.is_some() {
+            self.keep_data(time, host, conn, recv, data);
+        }
+    }
+
+    /// The full-trace half of [`push_data`](Self::push_data), out of line so that
+    /// hash-only runs do not carry its frame.
+    #[inline(never)]
+    fn keep_data(
+        &mut self,
+        time: u64,
+        host: Option<usize>,
+        conn: Option<u64>,
+        recv: bool,
+        data: &[u8],
+    ) {
         if let Some(events) = &mut self.events {
             let p = preview(data, PREVIEW);
             let kind = if recv {
