@@ -309,8 +309,9 @@ fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
         }
         let len = pending.min(avail);
         // Fragmentation: choice 0 sends all that fits; otherwise the segment ends at a
-        // chosen point. Splitting is decided first, so most writes still arrive whole and
-        // any split point stays reachable.
+        // chosen point. Whether to split is its own choice, taken again for the rest: so
+        // half the writes arrive whole whatever their size (a uniform cut point alone would
+        // split nearly every write), and every split point stays reachable.
         let seg = if world.cfg.fragment && len > 1 && world.choose(2) == 1 {
             1 + world.choose(len as u64 - 1) as usize
         } else {
