@@ -1,4 +1,4 @@
-//! Simulator throughput (issue figures): the echo workload over many seeds on one thread.
+//! Simulator throughput and footprint: the echo workload over many seeds on one thread.
 //!
 //! Workload: 1 server, 10 clients, each ping-ponging 100 messages of 1..64 bytes (sizes and
 //! contents drawn from the reactor's random source), latency 1..10 ms, fragmentation on (the
