@@ -91,9 +91,7 @@ impl HostState {
             .set_push_observer(Some(Rc::new(move |t: Instant, seq| {
                 if let (Some(w), Some(me)) = (w.upgrade(), me.upgrade()) {
                     let global = me.global_time(t.as_nanos());
-                    w.wakeups
-                        .borrow_mut()
-                        .push(crate::keyed::At::new(global, seq, me.index));
+                    w.wake(global, seq, me.index);
                 }
             })));
         st

@@ -1,70 +1,78 @@
 //! Entries of the simulator's min-heaps (segments in flight, queue wakeups), ordered by
-//! (time, sequence).
+//! (time, sequence), each carrying a small index (a slot, or a queue).
 //!
-//! The pair is packed into one `u128` so that a comparison is a single wide compare with
-//! no data-dependent branch; the heaps are popped once per event, and with tuple keys the
-//! sift loops spent most of their time on mispredicted lexicographic comparisons. The
+//! An entry is one `u128`: time in the high 64 bits, then the sequence in 40 bits, then the
+//! index in 24. Comparing entries is then a single wide compare with no data-dependent
+//! branch (with tuple keys the sift loops spent most of their time on mispredicted
+//! lexicographic branches), and an entry is one aligned 16-byte word that the heap moves
+//! with one load and one store (wider entries made of several fields stalled the sift
+//! loops on store forwarding, reading back as one word what was written as several). The
 //! order is reversed, so `std`'s max-heap `BinaryHeap` pops the earliest entry.
+//!
+//! The packing bounds a run: at most [`MAX_SEQ`] scheduled calls and segments (about
+//! 10^12, hours of simulation at the simulator's speed) and indexes below [`MAX_INDEX`]. The
+//! world checks both and ends a run that would exceed them with a clear error.
 
 use std::cmp::Ordering;
 
-/// An item due at (time, sequence). Sequences are unique, so no two keys are equal.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct At<T> {
-    key: u128,
-    pub(crate) item: T,
-}
+const INDEX_BITS: u32 = 24;
 
-impl<T> At<T> {
-    pub(crate) fn new(time: u64, seq: u64, item: T) -> Self {
-        At {
-            key: (u128::from(time) << 64) | u128::from(seq),
-            item,
-        }
+/// Sequences must be below this (2^40).
+pub(crate) const MAX_SEQ: u64 = 1 << (64 - INDEX_BITS);
+
+/// Indexes must be below this (2^24).
+pub(crate) const MAX_INDEX: u32 = 1 << INDEX_BITS;
+
+/// An index due at (time, sequence). Sequences are unique, so no two keys are equal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct At(u128);
+
+impl At {
+    /// `seq` must be below [`MAX_SEQ`] and `index` below [`MAX_INDEX`].
+    pub(crate) fn new(time: u64, seq: u64, index: u32) -> Self {
+        debug_assert!(seq < MAX_SEQ && index < MAX_INDEX);
+        At((u128::from(time) << 64) | (u128::from(seq) << INDEX_BITS) | u128::from(index))
     }
 
     /// The time.
     pub(crate) fn time(&self) -> u64 {
-        (self.key >> 64) as u64
+        (self.0 >> 64) as u64
     }
 
     /// (time, sequence).
     pub(crate) fn key(&self) -> (u64, u64) {
-        (self.time(), self.key as u64)
+        (self.time(), (self.0 as u64) >> INDEX_BITS)
+    }
+
+    /// The index it carries.
+    pub(crate) fn index(&self) -> u32 {
+        (self.0 as u32) & (MAX_INDEX - 1)
     }
 }
 
-impl<T> PartialEq for At<T> {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-
-impl<T> Eq for At<T> {}
-
-impl<T> PartialOrd for At<T> {
+impl PartialOrd for At {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<T> Ord for At<T> {
+impl Ord for At {
     /// Reversed: the earliest is the greatest.
     fn cmp(&self, other: &Self) -> Ordering {
-        other.key.cmp(&self.key)
+        other.0.cmp(&self.0)
     }
 }
 
-/// Visits every entry of a `BinaryHeap<At<T>>` (as its slice) due at time `t`, stopping
+/// Visits every entry of a `BinaryHeap<At>` (as its slice) due at time `t`, stopping
 /// early when `f` returns `true` (and then returning `true`). In the heap every entry at
 /// the minimum time hangs from the root through entries at that time, so the walk stops
 /// at later ones and touches only the due entries and their children. `t` must be the
 /// root's time (or earlier, and then nothing is due). `stack` is scratch space.
-pub(crate) fn any_at<T: Copy>(
-    heap: &[At<T>],
+pub(crate) fn any_at(
+    heap: &[At],
     t: u64,
     stack: &mut Vec<usize>,
-    mut f: impl FnMut(&At<T>) -> bool,
+    mut f: impl FnMut(&At) -> bool,
 ) -> bool {
     stack.clear();
     stack.push(0);
@@ -84,22 +92,43 @@ pub(crate) fn any_at<T: Copy>(
 
 #[cfg(test)]
 mod tests {
-    use super::{any_at, At};
+    use super::{any_at, At, MAX_INDEX, MAX_SEQ};
     use std::collections::BinaryHeap;
 
     #[test]
-    fn heap_pops_by_time_then_sequence() {
-        let mut heap = BinaryHeap::new();
-        for (t, seq) in [(5, 1), (3, 9), (5, 0), (u64::MAX, 2), (3, 4), (0, u64::MAX)] {
-            heap.push(At::new(t, seq, (t, seq)));
-        }
-        let order: Vec<(u64, u64)> = std::iter::from_fn(|| heap.pop().map(|e| e.item)).collect();
+    fn heap_pops_by_time_then_sequence_whatever_the_index() {
+        let last = MAX_SEQ - 1;
+        let top = MAX_INDEX - 1;
+        let entries = [
+            (5, 1, 0),
+            (3, 9, top),
+            (5, 0, top),
+            (u64::MAX, 2, 7),
+            (3, 4, 0),
+            (0, last, 3),
+        ];
+        let mut heap: BinaryHeap<At> = entries.iter().map(|&(t, s, i)| At::new(t, s, i)).collect();
+        let order: Vec<(u64, u64, u32)> = std::iter::from_fn(|| {
+            heap.pop().map(|e| {
+                let (t, seq) = e.key();
+                (t, seq, e.index())
+            })
+        })
+        .collect();
         assert_eq!(
             order,
-            vec![(0, u64::MAX), (3, 4), (3, 9), (5, 0), (5, 1), (u64::MAX, 2)]
+            vec![
+                (0, last, 3),
+                (3, 4, 0),
+                (3, 9, top),
+                (5, 0, top),
+                (5, 1, 0),
+                (u64::MAX, 2, 7)
+            ]
         );
-        let e = At::new(7, 8, ());
-        assert_eq!((e.time(), e.key()), (7, (7, 8)));
+        let e = At::new(7, 8, 9);
+        assert_eq!((e.time(), e.key(), e.index()), (7, (7, 8), 9));
+        assert_eq!(std::mem::size_of::<At>(), 16);
     }
 
     #[test]
@@ -108,18 +137,18 @@ mod tests {
         // Many entries at time 10 spread through the heap, and later ones.
         for seq in 0..200u64 {
             let t = if seq % 3 == 0 { 10 } else { 10 + seq };
-            heap.push(At::new(t, seq, seq));
+            heap.push(At::new(t, seq, seq as u32));
         }
         let mut stack = Vec::new();
         let mut seen = Vec::new();
         let stopped = any_at(heap.as_slice(), 10, &mut stack, |e| {
-            seen.push(e.item);
+            seen.push(e.index());
             false
         });
         assert!(!stopped);
         seen.sort_unstable();
         assert_eq!(seen, (0..200).filter(|s| s % 3 == 0).collect::<Vec<_>>());
-        assert!(any_at(heap.as_slice(), 10, &mut stack, |e| e.item == 99));
-        assert!(!any_at(heap.as_slice(), 10, &mut stack, |e| e.item == 98));
+        assert!(any_at(heap.as_slice(), 10, &mut stack, |e| e.index() == 99));
+        assert!(!any_at(heap.as_slice(), 10, &mut stack, |e| e.index() == 98));
     }
 }

@@ -34,7 +34,7 @@ use torsion::protocol::{
 use torsion::reactor::{ReactorTime, ReactorTimeExt};
 
 use crate::host::{Host, HostState};
-use crate::keyed::{any_at, At};
+use crate::keyed::{any_at, At, MAX_INDEX, MAX_SEQ};
 use crate::trace::Kind;
 use crate::world::{SimError, World};
 
@@ -95,48 +95,46 @@ impl Net {
     }
 }
 
-/// A heap entry's packet: its slot, and its destination host (so that the world can tell
-/// whether simultaneous segments go to different hosts without looking at the packets).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Slot {
-    slot: u32,
-    host: u32,
-}
-
 /// Segments in flight: a heap of (arrival, sequence, slot) over a slab of packets, so that
 /// moving a packet in and out costs no copying of the packet itself.
 #[derive(Default)]
 pub(crate) struct Flight {
-    heap: std::collections::BinaryHeap<At<Slot>>,
+    heap: std::collections::BinaryHeap<At>,
     slots: Vec<Option<Packet>>,
     free: Vec<u32>,
 }
 
 impl Flight {
-    fn insert(&mut self, at: u64, seq: u64, pkt: Packet) {
-        let host = pkt.to_host as u32;
+    /// Puts `pkt` in flight; `Err` gives it back if [`MAX_INDEX`] segments already are.
+    fn insert(&mut self, at: u64, seq: u64, pkt: Packet) -> Result<(), Packet> {
         let slot = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Some(pkt);
                 i
             }
-            None => {
+            None if self.slots.len() < MAX_INDEX as usize => {
                 self.slots.push(Some(pkt));
                 (self.slots.len() - 1) as u32
             }
+            None => return Err(pkt),
         };
-        self.heap.push(At::new(at, seq, Slot { slot, host }));
+        self.heap.push(At::new(at, seq, slot));
+        Ok(())
     }
 
-    fn live(&self, slot: u32) -> bool {
-        self.slots.get(slot as usize).is_some_and(Option::is_some)
+    /// The destination host of the packet in `slot`, if it is still there.
+    fn host_of(&self, slot: u32) -> Option<usize> {
+        self.slots
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .map(|p| p.to_host)
     }
 
     /// The earliest (arrival, sequence), dropping entries already taken.
     pub(crate) fn front(&mut self) -> Option<(u64, u64)> {
         while let Some(top) = self.heap.peek() {
-            let slot = top.item.slot;
-            if self.live(slot) {
+            let slot = top.index();
+            if self.host_of(slot).is_some() {
                 return Some(top.key());
             }
             // The entry's packet was taken: only now may its slot be reused.
@@ -150,8 +148,8 @@ impl Flight {
     pub(crate) fn due_at(&self, t: u64, out: &mut Vec<(u64, usize, u32)>, stack: &mut Vec<usize>) {
         out.clear();
         any_at(self.heap.as_slice(), t, stack, |e| {
-            if self.live(e.item.slot) {
-                out.push((e.key().1, e.item.host as usize, e.item.slot));
+            if let Some(host) = self.host_of(e.index()) {
+                out.push((e.key().1, host, e.index()));
             }
             false
         });
@@ -167,7 +165,7 @@ impl Flight {
     /// Whether a segment due at `t` goes to a host other than `host`.
     pub(crate) fn other_host_at(&self, t: u64, host: usize, stack: &mut Vec<usize>) -> bool {
         any_at(self.heap.as_slice(), t, stack, |e| {
-            e.item.host as usize != host && self.live(e.item.slot)
+            self.host_of(e.index()).is_some_and(|h| h != host)
         })
     }
 
@@ -177,11 +175,10 @@ impl Flight {
         self.slots.get_mut(slot as usize)?.take()
     }
 
-    /// The slot and destination host of the front entry.
+    /// The slot and destination host of the front entry (call [`Flight::front`] first).
     pub(crate) fn front_slot(&self) -> Option<(u32, usize)> {
-        self.heap
-            .peek()
-            .map(|r| (r.item.slot, r.item.host as usize))
+        let slot = self.heap.peek()?.index();
+        Some((slot, self.host_of(slot)?))
     }
 }
 
@@ -503,7 +500,18 @@ fn transmit(world: &Rc<World>, pkt: Packet) {
     };
     let seq = world.seq.get();
     world.seq.set(seq + 1);
-    world.net.in_flight.borrow_mut().insert(at, seq, pkt);
+    if seq >= MAX_SEQ {
+        world.fail(SimError::Capacity {
+            what: "2^40 scheduled calls and segments",
+        });
+        return;
+    }
+    let full = world.net.in_flight.borrow_mut().insert(at, seq, pkt);
+    if full.is_err() {
+        world.fail(SimError::Capacity {
+            what: "2^24 segments in flight",
+        });
+    }
 }
 
 /// A segment reaches its host. The world's step calls this for in-flight packets, once

@@ -24,7 +24,7 @@ use torsion::reactor::{Instant, TimerQueue};
 use crate::decide::Decisions;
 use crate::faults::Faults;
 use crate::host::{Host, HostState};
-use crate::keyed::{any_at, At};
+use crate::keyed::{any_at, At, MAX_INDEX, MAX_SEQ};
 use crate::net::Flight;
 use crate::net::Net;
 use crate::trace::{Event, Kind, Trace};
@@ -116,6 +116,12 @@ pub enum SimError {
         /// What was left.
         what: String,
     },
+    /// The run outgrew what the simulator can index: over 2^40 scheduled calls and
+    /// segments, 2^24 segments in flight at once, or 2^24 hosts.
+    Capacity {
+        /// Which bound.
+        what: &'static str,
+    },
 }
 
 impl std::fmt::Display for SimError {
@@ -136,6 +142,7 @@ impl std::fmt::Display for SimError {
                 write!(f, "step budget of {steps} exhausted (a runaway loop?)")
             }
             SimError::DirtyEnd { what } => write!(f, "unclean end: {what}"),
+            SimError::Capacity { what } => write!(f, "simulator capacity exceeded: {what}"),
         }
     }
 }
@@ -161,7 +168,7 @@ pub(crate) struct World {
     /// Every (global time, sequence, host) ever scheduled, as an index over the hosts'
     /// queues (`SYS` for the world's own). Entries whose call was cancelled or moved are
     /// found stale and dropped when they surface: see [`next_due`].
-    pub(crate) wakeups: RefCell<BinaryHeap<At<usize>>>,
+    wakeups: RefCell<BinaryHeap<At>>,
     /// Calls from other threads (`call_from_thread`). A simulated world has no threads of
     /// its own; these come from the test harness, and run before the next event.
     pub(crate) thread_calls: torsion::reactor::ThreadCallQueue,
@@ -171,6 +178,17 @@ pub(crate) struct World {
 
 /// The host index of the world's own queue in `wakeups`.
 pub(crate) const SYS: usize = usize::MAX;
+
+/// `SYS` as a wakeup entry's index.
+const SYS_SLOT: u32 = MAX_INDEX - 1;
+
+/// The queue a wakeup entry names.
+fn queue_of(e: &At) -> usize {
+    match e.index() {
+        SYS_SLOT => SYS,
+        i => i as usize,
+    }
+}
 
 impl World {
     pub(crate) fn record(&self, host: Option<usize>, conn: Option<u64>, kind: Kind) {
@@ -192,6 +210,20 @@ impl World {
         let what = error.to_string();
         self.record(None, None, Kind::CheckFailed { what });
         self.errors.borrow_mut().push(error);
+    }
+
+    /// Indexes a call scheduled at global time `at` on queue `index` (a host, or `SYS`).
+    pub(crate) fn wake(&self, at: u64, seq: u64, index: usize) {
+        let slot = if index == SYS { SYS_SLOT } else { index as u32 };
+        if seq >= MAX_SEQ {
+            self.fail(SimError::Capacity {
+                what: "2^40 scheduled calls and segments",
+            });
+        } else if index != SYS && index >= SYS_SLOT as usize {
+            self.fail(SimError::Capacity { what: "2^24 hosts" });
+        } else {
+            self.wakeups.borrow_mut().push(At::new(at, seq, slot));
+        }
     }
 
     pub(crate) fn choose(&self, n: u64) -> u64 {
@@ -359,7 +391,7 @@ impl SimBuilder {
             .sys
             .set_push_observer(Some(Rc::new(move |t: Instant, seq| {
                 if let Some(w) = w.upgrade() {
-                    w.wakeups.borrow_mut().push(At::new(t.as_nanos(), seq, SYS));
+                    w.wake(t.as_nanos(), seq, SYS);
                 }
             })));
         let weak = Rc::downgrade(&world);
@@ -701,7 +733,7 @@ fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
         let Some(&top) = heap.peek() else {
             break None;
         };
-        let ((t, seq), index) = (top.key(), top.item);
+        let ((t, seq), index) = (top.key(), queue_of(&top));
         if packet_front.is_some_and(|p| p < (t, seq)) || front(world, index) == Some((t, seq)) {
             break Some((t, seq, index));
         }
@@ -722,7 +754,7 @@ fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
         return Err(StepResult::Limit);
     }
     // Anything else due at `t`? In a min-heap, only if a child of the root is.
-    let child_at = |slice: &[At<usize>]| slice.iter().skip(1).take(2).any(|e| e.time() == t);
+    let child_at = |slice: &[At]| slice.iter().skip(1).take(2).any(|e| e.time() == t);
     let others = usize::from(queue_front.is_some_and(|q| q.0 == t))
         + usize::from(packet_front.is_some_and(|p| p.0 == t))
         + usize::from(child_at(heap.as_slice()))
@@ -734,7 +766,7 @@ fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
         // (simultaneous segments of one connection are the common case, and need none).
         // Stale queue entries count here; the full look validates them.
         let host = first.2;
-        let several = any_at(heap.as_slice(), t, &mut sc.stack, |e| e.item != host)
+        let several = any_at(heap.as_slice(), t, &mut sc.stack, |e| queue_of(e) != host)
             || flight.other_host_at(t, host, &mut sc.stack);
         if several {
             pick(world, heap.as_slice(), &flight, t, sc).unwrap_or(first.1)
@@ -755,17 +787,11 @@ fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
 /// Picks among the hosts with something due at `t`: per host, the earliest of its due
 /// timers and due segments is a candidate; candidates in scheduling order, the decision
 /// source chooses (choice 0: the earliest). `None` if only one host has anything due.
-fn pick(
-    world: &World,
-    wakeups: &[At<usize>],
-    flight: &Flight,
-    t: u64,
-    sc: &mut Scratch,
-) -> Option<Due> {
+fn pick(world: &World, wakeups: &[At], flight: &Flight, t: u64, sc: &mut Scratch) -> Option<Due> {
     let candidates = &mut sc.candidates;
     candidates.clear();
     any_at(wakeups, t, &mut sc.stack, |e| {
-        let (key, index) = (e.key(), e.item);
+        let (key, index) = (e.key(), queue_of(e));
         if front(world, index) == Some(key) && !candidates.iter().any(|c| c.1 == index) {
             candidates.push((key.1, index, Due::Queue(index)));
         }
@@ -1020,6 +1046,27 @@ mod tests {
             sim.errors()[0],
             SimError::StepBudget { steps: 1000 }
         ));
+    }
+
+    #[test]
+    fn a_run_past_the_sequence_space_fails_with_a_capacity_error() {
+        let sim = Sim::new(0);
+        let h = sim.host("late");
+        // As if 2^40 - 1 calls had been scheduled already: one more fits, the next not.
+        sim.world.seq.set(MAX_SEQ - 1);
+        let fired = Rc::new(Cell::new(0));
+        for _ in 0..2 {
+            let fired = fired.clone();
+            h.call_later(Duration::from_secs(1), move || fired.set(fired.get() + 1));
+        }
+        assert_eq!(sim.run_until_idle(), Stop::Failed);
+        assert_eq!(
+            sim.errors(),
+            vec![SimError::Capacity {
+                what: "2^40 scheduled calls and segments"
+            }]
+        );
+        assert_eq!(fired.get(), 0, "a failed run runs nothing more");
     }
 
     #[test]
