@@ -139,34 +139,32 @@ fn rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn conns_100k() -> (f64, usize) {
-    let sim = Sim::builder().seed(1).fragment(false).build();
+/// A quiet server on "server" and `hosts` client hosts with `per_host` connections each,
+/// speaking `P`.
+fn star<P: Protocol + Default + 'static>(sim: &Sim, hosts: usize, per_host: usize) -> Host {
     let server = sim.host("server");
     server
         .listen_tcp(9, ForProtocol::<Quiet>::new())
         .expect("listen");
-    for h in 0..100 {
+    for h in 0..hosts {
         let c = sim.host(&format!("c{h}"));
-        for _ in 0..1000 {
-            c.connect_tcp("server", 9, ForProtocol::<Hello>::new());
+        for _ in 0..per_host {
+            c.connect_tcp("server", 9, ForProtocol::<P>::new());
         }
     }
+    server
+}
+
+fn conns_100k() -> (f64, usize) {
+    let sim = Sim::builder().seed(1).fragment(false).build();
+    let server = star::<Hello>(&sim, 100, 1000);
     sim.run_until_idle();
     (rss_mib(), server.connection_count())
 }
 
 fn heartbeat_hour() -> f64 {
     let sim = Sim::builder().seed(2).build();
-    let server = sim.host("server");
-    server
-        .listen_tcp(9, ForProtocol::<Quiet>::new())
-        .expect("listen");
-    for h in 0..10 {
-        let c = sim.host(&format!("c{h}"));
-        for _ in 0..100 {
-            c.connect_tcp("server", 9, ForProtocol::<Heart>::new());
-        }
-    }
+    star::<Heart>(&sim, 10, 100);
     // Wall clock for the benchmark's stopwatch only: it times whole runs from outside and
     // never reaches a simulated world.
     let start = Instant::now();
@@ -174,6 +172,19 @@ fn heartbeat_hour() -> f64 {
     let wall = start.elapsed().as_secs_f64();
     assert!(sim.errors().is_empty(), "{:?}", sim.errors());
     wall
+}
+
+/// The echo workload over `seeds` seeds: (seeds per second, events per second).
+fn echo_sweep(seeds: u64, fragment: bool) -> (f64, f64) {
+    // Wall clock for the benchmark's stopwatch only: it times whole runs from outside and
+    // never reaches a simulated world.
+    let start = Instant::now();
+    let mut events = 0;
+    for seed in 0..seeds {
+        events += run_seed(seed, fragment);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    (seeds as f64 / secs, events as f64 / secs)
 }
 
 fn main() {
@@ -185,32 +196,14 @@ fn main() {
         assert_eq!(open, 100_000, "every connection is open on the server");
         println!("conns_100k_rss_mib: {rss:.0}");
     }
-    let seeds = 1000u64;
-    // Wall clock for the benchmark's stopwatch only: it times whole runs from outside and
-    // never reaches a simulated world.
-    let start = Instant::now();
-    let mut events = 0;
-    for seed in 0..seeds {
-        events += run_seed(seed, true);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    println!("echo_seeds_per_s: {:.0}", seeds as f64 / secs);
-    println!("echo_events_per_s: {:.0}", events as f64 / secs);
+    let (seeds_per_s, events_per_s) = echo_sweep(1000, true);
+    println!("echo_seeds_per_s: {seeds_per_s:.0}");
+    println!("echo_events_per_s: {events_per_s:.0}");
     // The same workload with every write delivered whole, as simulators without
     // fragmentation run it (fragmentation roughly triples the events of this workload).
-    // Wall clock for the benchmark's stopwatch only: it times whole runs from outside and
-    // never reaches a simulated world.
-    let start = Instant::now();
-    let mut events = 0;
-    for seed in 0..seeds {
-        events += run_seed(seed, false);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    println!("echo_unfragmented_seeds_per_s: {:.0}", seeds as f64 / secs);
-    println!(
-        "echo_unfragmented_events_per_s: {:.0}",
-        events as f64 / secs
-    );
+    let (seeds_per_s, events_per_s) = echo_sweep(1000, false);
+    println!("echo_unfragmented_seeds_per_s: {seeds_per_s:.0}");
+    println!("echo_unfragmented_events_per_s: {events_per_s:.0}");
     if only_echo {
         return;
     }

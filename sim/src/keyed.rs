@@ -10,7 +10,7 @@
 //! order is reversed, so `std`'s max-heap `BinaryHeap` pops the earliest entry.
 //!
 //! The packing bounds a run: at most [`MAX_SEQ`] scheduled calls and segments (about
-//! 10^12, hours of simulation at the simulator's speed) and indexes below [`MAX_INDEX`]. The
+//! 10^12: more than a day of events at the simulator's speed) and indexes below [`MAX_INDEX`]. The
 //! world checks both and ends a run that would exceed them with a clear error.
 
 use std::cmp::Ordering;

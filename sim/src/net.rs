@@ -34,7 +34,7 @@ use torsion::protocol::{
 use torsion::reactor::{ReactorTime, ReactorTimeExt};
 
 use crate::host::{Host, HostState};
-use crate::keyed::{any_at, At, MAX_INDEX, MAX_SEQ};
+use crate::keyed::{any_at, At, MAX_INDEX};
 use crate::trace::Kind;
 use crate::world::{SimError, World};
 
@@ -61,7 +61,7 @@ pub(crate) struct Packet {
 #[derive(Default)]
 pub(crate) struct Net {
     /// Segments in flight, by (arrival time, sequence): the bulk of a run's events, kept out
-    /// of the hosts' timer queues so that each costs one ordered-map insert and removal.
+    /// of the hosts' timer queues so that each costs one heap push and pop.
     pub(crate) in_flight: RefCell<Flight>,
     dirty: RefCell<VecDeque<Rc<SimConn>>>,
     cut: RefCell<BTreeSet<(usize, usize)>>,
@@ -500,10 +500,7 @@ fn transmit(world: &Rc<World>, pkt: Packet) {
     };
     let seq = world.seq.get();
     world.seq.set(seq + 1);
-    if seq >= MAX_SEQ {
-        world.fail(SimError::Capacity {
-            what: "2^40 scheduled calls and segments",
-        });
+    if !world.seq_fits(seq) {
         return;
     }
     let full = world.net.in_flight.borrow_mut().insert(at, seq, pkt);

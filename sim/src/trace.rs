@@ -237,29 +237,8 @@ impl Trace {
     ) {
         let h = self.hash_head(time, host, conn, if recv { 7 } else { 6 });
         self.hash = mix(mix(h, data.len() as u64), digest(data));
-        if self.events.is_some() {
-            self.keep_data(time, host, conn, recv, data);
-        }
-    }
-
-    /// The full-trace half of [`push_data`](Self::push_data), out of line so that
-    /// hash-only runs do not carry its frame.
-    #[inline(never)]
-    fn keep_data(
-        &mut self,
-        time: u64,
-        host: Option<usize>,
-        conn: Option<u64>,
-        recv: bool,
-        data: &[u8],
-    ) {
         if let Some(events) = &mut self.events {
-            let p = preview(data, PREVIEW);
-            let kind = if recv {
-                Kind::Recv(data.len(), p)
-            } else {
-                Kind::Send(data.len(), p)
-            };
+            let kind = data_kind(recv, data);
             events.push(Event {
                 time,
                 host,
@@ -322,6 +301,18 @@ impl Trace {
             out.push('\n');
         }
         out
+    }
+}
+
+/// A send or receive as kept in a full trace, with its escaped preview (out of line: only
+/// full traces build it, and hash-only runs keep the formatting off their hot path).
+#[inline(never)]
+fn data_kind(recv: bool, data: &[u8]) -> Kind {
+    let p = preview(data, PREVIEW);
+    if recv {
+        Kind::Recv(data.len(), p)
+    } else {
+        Kind::Send(data.len(), p)
     }
 }
 

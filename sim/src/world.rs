@@ -25,8 +25,7 @@ use crate::decide::Decisions;
 use crate::faults::Faults;
 use crate::host::{Host, HostState};
 use crate::keyed::{any_at, At, MAX_INDEX, MAX_SEQ};
-use crate::net::Flight;
-use crate::net::Net;
+use crate::net::{Flight, Net};
 use crate::trace::{Event, Kind, Trace};
 
 /// Network and run settings.
@@ -214,16 +213,26 @@ impl World {
 
     /// Indexes a call scheduled at global time `at` on queue `index` (a host, or `SYS`).
     pub(crate) fn wake(&self, at: u64, seq: u64, index: usize) {
+        if !self.seq_fits(seq) {
+            return;
+        }
         let slot = if index == SYS { SYS_SLOT } else { index as u32 };
-        if seq >= MAX_SEQ {
-            self.fail(SimError::Capacity {
-                what: "2^40 scheduled calls and segments",
-            });
-        } else if index != SYS && index >= SYS_SLOT as usize {
+        if index != SYS && index >= SYS_SLOT as usize {
             self.fail(SimError::Capacity { what: "2^24 hosts" });
         } else {
             self.wakeups.borrow_mut().push(At::new(at, seq, slot));
         }
+    }
+
+    /// Whether `seq` fits a heap entry; a run that outgrows the sequence space fails.
+    pub(crate) fn seq_fits(&self, seq: u64) -> bool {
+        let fits = seq < MAX_SEQ;
+        if !fits {
+            self.fail(SimError::Capacity {
+                what: "2^40 scheduled calls and segments",
+            });
+        }
+        fits
     }
 
     pub(crate) fn choose(&self, n: u64) -> u64 {
@@ -695,7 +704,7 @@ fn front(world: &World, index: usize) -> Option<(u64, u64)> {
     if index == SYS {
         world.sys.next_key().map(|(t, seq)| (t.as_nanos(), seq))
     } else {
-        world.host(index).and_then(|h| h.st.next_global())
+        world.with_host(index, HostState::next_global).flatten()
     }
 }
 
