@@ -12,10 +12,10 @@ use socket2::{Domain, Protocol as SockProtocol, SockRef, Socket, Type};
 
 use super::{addr, failure_from_io, resolve, Inner, Source};
 use crate::defer::{succeed, Deferred, Failure};
-use crate::error::{CancelledError, ConnectionDone, ConnectionRefused, TimeoutError};
+use crate::error::{ConnectionDone, ConnectionRefused};
 use crate::protocol::{
-    Address, ClientFactory, CloseAction, Connection, Connector, ConnectorDriver, ConnectorState,
-    Factory,
+    Address, ClientFactory, CloseAction, ConnectIo, Connection, Connector, ConnectorCore, Factory,
+    FactoryStarts,
 };
 use crate::reactor::{
     CannotListenError, DelayedCall, ListeningPort, ListeningPortDriver, ReactorThreadsExt,
@@ -365,23 +365,25 @@ pub(crate) fn flush(inner: &Inner, c: &Rc<TcpConn>) {
     }
 }
 
-/// An outgoing connection attempt.
+/// The I/O half of an outgoing connection on mio (the state machine is the engine's
+/// [`ConnectorCore`]): resolve the name, open a nonblocking socket, wait for it to become
+/// writable.
 pub(crate) struct MioConnector {
     me: Weak<MioConnector>,
     reactor: Weak<Inner>,
     host: String,
     port: u16,
-    factory: Rc<dyn ClientFactory>,
-    timeout: Duration,
     bind: Option<SocketAddr>,
-    state: Cell<ConnectorState>,
-    attempt: Cell<u64>,
     token: Cell<Option<Token>>,
     stream: RefCell<Option<TcpStream>>,
     dest: Cell<Option<SocketAddr>>,
-    timeout_call: RefCell<Option<DelayedCall>>,
-    conn: RefCell<Weak<TcpConn>>,
+    /// The attempt in flight and its connector, held while the socket is registered (the
+    /// reactor keeps an attempt alive, as Twisted's does).
+    pending: RefCell<Option<(Rc<ConnectorCore>, u64)>>,
 }
+
+/// The handle the core owns; the slab holds the same `MioConnector` while connecting.
+struct MioConnectIo(Rc<MioConnector>);
 
 pub(crate) fn connect(
     inner: &Rc<Inner>,
@@ -391,34 +393,24 @@ pub(crate) fn connect(
     timeout: Duration,
     bind: Option<SocketAddr>,
 ) -> Connector {
-    let c = Rc::new_cyclic(|me| MioConnector {
+    let io = Rc::new_cyclic(|me| MioConnector {
         me: me.clone(),
         reactor: Rc::downgrade(inner),
         host: host.to_string(),
         port,
-        factory,
-        timeout,
         bind,
-        state: Cell::new(ConnectorState::Disconnected),
-        attempt: Cell::new(0),
         token: Cell::new(None),
         stream: RefCell::new(None),
         dest: Cell::new(None),
-        timeout_call: RefCell::new(None),
-        conn: RefCell::new(Weak::new()),
+        pending: RefCell::new(None),
     });
-    let handle = Connector::new(c.clone());
-    c.start();
+    let core = ConnectorCore::new(factory, timeout, Box::new(MioConnectIo(io)));
+    let handle = core.handle();
+    core.start();
     handle
 }
 
 impl MioConnector {
-    fn handle(&self) -> Option<Connector> {
-        self.me
-            .upgrade()
-            .map(|me| Connector::new(me as Rc<dyn ConnectorDriver>))
-    }
-
     fn open(&self, dest: SocketAddr) -> io::Result<TcpStream> {
         let socket = Socket::new(
             Domain::for_address(dest),
@@ -439,46 +431,32 @@ impl MioConnector {
         Ok(TcpStream::from_std(socket.into()))
     }
 
-    fn start(&self) {
-        let (Some(inner), Some(handle), Some(me)) =
-            (self.reactor.upgrade(), self.handle(), self.me.upgrade())
-        else {
+    fn begin(&self, core: &Rc<ConnectorCore>, attempt: u64) {
+        let (Some(inner), Some(me)) = (self.reactor.upgrade(), self.me.upgrade()) else {
             return;
         };
-        let attempt = self.attempt.get() + 1;
-        self.attempt.set(attempt);
-        self.state.set(ConnectorState::Connecting);
-        inner.starts.borrow_mut().do_start(&self.factory);
-        self.factory.started_connecting(&handle);
-        if self.state.get() != ConnectorState::Connecting {
-            return; // stopped from started_connecting
-        }
         let Some(reactor) = inner.handle() else {
             return;
         };
-        let timeout = self.timeout;
-        let m = me.clone();
-        *self.timeout_call.borrow_mut() = Some(reactor.call_later(timeout, move || {
-            m.failed(attempt, Failure::new(TimeoutError(timeout)));
-        }));
         // An IP literal connects at once; a name is resolved on the worker pool (the
         // system resolver blocks), as Twisted's threaded resolver does.
         if let Ok(ip) = self.host.parse::<std::net::IpAddr>() {
-            self.open_and_register(&inner, &me, attempt, SocketAddr::new(ip, self.port));
+            self.open_and_register(&inner, &me, core, attempt, SocketAddr::new(ip, self.port));
             return;
         }
         let (host, port) = (self.host.clone(), self.port);
         let resolved = reactor
             .defer_to_thread(move || resolve(&host, port).map_err(|e| (e.kind(), e.to_string())));
+        let core = core.clone();
         let _ = resolved.add_callback(move |r| {
             let Some(inner) = me.reactor.upgrade() else {
                 return;
             };
             match r {
-                Ok(dest) => me.open_and_register(&inner, &me, attempt, dest),
+                Ok(dest) => me.open_and_register(&inner, &me, &core, attempt, dest),
                 Err((kind, text)) => {
                     let reason = me.error_reason(&io::Error::new(kind, text));
-                    me.failed(attempt, reason);
+                    core.failed(attempt, reason);
                 }
             }
         });
@@ -489,25 +467,25 @@ impl MioConnector {
         &self,
         inner: &Rc<Inner>,
         me: &Rc<MioConnector>,
+        core: &Rc<ConnectorCore>,
         attempt: u64,
         dest: SocketAddr,
     ) {
-        if attempt != self.attempt.get() || self.state.get() != ConnectorState::Connecting {
+        if !core.is_current(attempt) {
             return; // stopped or timed out while resolving
         }
         let Some(reactor) = inner.handle() else {
             return;
         };
         self.dest.set(Some(dest));
+        let fail_next_turn = |reason: Failure| {
+            // Reported on the next turn, never from inside connect_tcp.
+            let core = core.clone();
+            reactor.call_soon(move || core.failed(attempt, reason));
+        };
         let mut stream = match self.open(dest) {
             Ok(s) => s,
-            Err(e) => {
-                // Report on the next turn, never from inside connect_tcp.
-                let m = me.clone();
-                let reason = self.error_reason(&e);
-                reactor.call_soon(move || m.failed(attempt, reason));
-                return;
-            }
+            Err(e) => return fail_next_turn(self.error_reason(&e)),
         };
         let token = inner.insert(|_| Source::Connecting(me.clone()));
         if let Err(e) = inner
@@ -515,13 +493,11 @@ impl MioConnector {
             .register(&mut stream, token, Interest::WRITABLE)
         {
             inner.remove(token);
-            let reason = failure_from_io(&e);
-            let m = me.clone();
-            reactor.call_soon(move || m.failed(attempt, reason));
-            return;
+            return fail_next_turn(failure_from_io(&e));
         }
         self.token.set(Some(token));
         *self.stream.borrow_mut() = Some(stream);
+        *self.pending.borrow_mut() = Some((core.clone(), attempt));
     }
 
     fn error_reason(&self, e: &io::Error) -> Failure {
@@ -534,10 +510,8 @@ impl MioConnector {
         }
     }
 
+    /// Deregisters and drops the socket of the attempt in flight.
     fn release(&self) {
-        if let Some(call) = self.timeout_call.borrow_mut().take() {
-            let _ = call.cancel();
-        }
         let stream = self.stream.borrow_mut().take();
         if let (Some(inner), Some(token)) = (self.reactor.upgrade(), self.token.take()) {
             if let Some(mut s) = stream {
@@ -545,27 +519,47 @@ impl MioConnector {
             }
             inner.remove(token);
         }
+        self.pending.borrow_mut().take();
+    }
+}
+
+impl ConnectIo for MioConnectIo {
+    fn open(&self, core: &Rc<ConnectorCore>, attempt: u64) {
+        self.0.begin(core, attempt);
     }
 
-    fn failed(&self, attempt: u64, reason: Failure) {
-        if attempt != self.attempt.get() || self.state.get() != ConnectorState::Connecting {
-            return;
-        }
-        self.release();
-        self.state.set(ConnectorState::Disconnected);
-        let Some(handle) = self.handle() else { return };
-        self.factory.client_connection_failed(&handle, reason);
-        if self.state.get() == ConnectorState::Disconnected {
-            if let Some(inner) = self.reactor.upgrade() {
-                inner.starts.borrow_mut().do_stop(&self.factory);
-            }
+    fn release(&self) {
+        self.0.release();
+    }
+
+    fn destination(&self) -> Address {
+        self.0.dest.get().map_or_else(
+            || {
+                resolve(&self.0.host, self.0.port)
+                    .map(addr)
+                    .unwrap_or_else(|_| addr(SocketAddr::from(([0, 0, 0, 0], self.0.port))))
+            },
+            addr,
+        )
+    }
+
+    fn call_later(&self, delay: Duration, f: Box<dyn FnOnce()>) -> Option<DelayedCall> {
+        let reactor = self.0.reactor.upgrade()?.handle()?;
+        Some(reactor.call_later(delay, f))
+    }
+
+    fn with_starts(&self, f: &mut dyn FnMut(&mut FactoryStarts)) {
+        if let Some(inner) = self.0.reactor.upgrade() {
+            f(&mut inner.starts.borrow_mut());
         }
     }
 }
 
 /// The connecting socket became writable: connected, or failed.
 pub(crate) fn connect_ready(inner: &Inner, c: &Rc<MioConnector>) {
-    let attempt = c.attempt.get();
+    let Some((core, attempt)) = c.pending.borrow().clone() else {
+        return;
+    };
     let status = match c.stream.borrow().as_ref() {
         Some(s) => match s.take_error() {
             Ok(Some(e)) | Err(e) => Err(e),
@@ -581,14 +575,11 @@ pub(crate) fn connect_ready(inner: &Inner, c: &Rc<MioConnector>) {
         Ok(Some(peer)) => peer,
         Ok(None) => return, // not yet: wait for the next event
         Err(e) => {
-            let reason = c.error_reason(&e);
-            c.failed(attempt, reason);
+            core.failed(attempt, c.error_reason(&e));
             return;
         }
     };
-    if let Some(call) = c.timeout_call.borrow_mut().take() {
-        let _ = call.cancel();
-    }
+    // The socket leaves the connector: from here it belongs to the connection.
     let Some(mut stream) = c.stream.borrow_mut().take() else {
         return;
     };
@@ -596,73 +587,17 @@ pub(crate) fn connect_ready(inner: &Inner, c: &Rc<MioConnector>) {
         let _ = inner.registry.deregister(&mut stream);
         inner.remove(token);
     }
+    c.pending.borrow_mut().take();
     let peer = addr(peer);
-    let Some(protocol) = c.factory.build_protocol(&peer) else {
-        drop(stream);
-        c.state.set(ConnectorState::Connecting);
-        c.failed(attempt, Failure::new(CancelledError));
-        return;
+    let Some(protocol) = core.build_protocol(attempt, &peer) else {
+        return; // declined (already reported as failed) or stale: the socket closes here
     };
     let host = stream.local_addr().map(addr).unwrap_or(peer);
     let Some(conn) = TcpConn::start(inner, stream, host, peer, protocol) else {
-        c.failed(attempt, Failure::msg("cannot register the connection"));
+        core.failed(attempt, Failure::msg("cannot register the connection"));
         return;
     };
-    c.state.set(ConnectorState::Connected);
-    *c.conn.borrow_mut() = Rc::downgrade(&conn);
-    let keep = c.clone();
-    conn.conn.set_on_lost(move |reason| {
-        keep.state.set(ConnectorState::Disconnected);
-        if let Some(handle) = keep.handle() {
-            keep.factory.client_connection_lost(&handle, reason);
-        }
-        if keep.state.get() == ConnectorState::Disconnected {
-            if let Some(inner) = keep.reactor.upgrade() {
-                inner.starts.borrow_mut().do_stop(&keep.factory);
-            }
-        }
-    });
+    core.connected(attempt, &conn.conn);
     conn.conn.make_connection();
     inner.mark_dirty(&conn);
-}
-
-impl ConnectorDriver for MioConnector {
-    fn connect(&self) {
-        if self.state.get() == ConnectorState::Disconnected {
-            self.start();
-        }
-    }
-
-    fn stop_connecting(&self) {
-        if self.state.get() == ConnectorState::Connecting {
-            self.failed(self.attempt.get(), Failure::new(CancelledError));
-        }
-    }
-
-    fn disconnect(&self) {
-        match self.state.get() {
-            ConnectorState::Connecting => self.stop_connecting(),
-            ConnectorState::Connected => {
-                if let Some(c) = self.conn.borrow().upgrade() {
-                    c.conn.transport().lose_connection();
-                }
-            }
-            ConnectorState::Disconnected => {}
-        }
-    }
-
-    fn get_destination(&self) -> Address {
-        self.dest.get().map_or_else(
-            || {
-                resolve(&self.host, self.port)
-                    .map(addr)
-                    .unwrap_or_else(|_| addr(SocketAddr::from(([0, 0, 0, 0], self.port))))
-            },
-            addr,
-        )
-    }
-
-    fn state(&self) -> ConnectorState {
-        self.state.get()
-    }
 }

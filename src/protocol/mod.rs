@@ -9,6 +9,7 @@
 //! and the same protocol runs on the real reactor and on the simulator.
 
 mod address;
+mod connecting;
 mod connection;
 mod connector;
 mod factory;
@@ -19,6 +20,7 @@ mod reconnecting;
 mod transport;
 
 pub use address::{Address, AddressKind};
+pub use connecting::{ConnectIo, ConnectorCore};
 pub use connection::{CloseAction, Connection};
 pub use connector::{Connector, ConnectorDriver, ConnectorState, WeakConnector};
 pub use factory::{factory_fn, ClientFactory, Factory, FactoryStarts, FnFactory, ForProtocol};

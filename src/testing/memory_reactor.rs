@@ -12,10 +12,9 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use crate::defer::{succeed, Deferred, Failure};
-use crate::error::{CancelledError, ConnectionRefused};
+use crate::error::ConnectionRefused;
 use crate::protocol::{
-    Address, ClientFactory, Connection, Connector, ConnectorDriver, ConnectorState, Factory,
-    FactoryStarts,
+    Address, ClientFactory, ConnectIo, Connector, ConnectorCore, Factory, FactoryStarts,
 };
 use crate::reactor::{
     CannotListenError, DatagramProtocol, DatagramTransport, DelayedCall, Instant, Lifecycle,
@@ -60,7 +59,8 @@ pub struct ConnectRecord {
     pub bind_address: Option<SocketAddr>,
     /// The connector handed back.
     pub connector: Connector,
-    fake: Rc<FakeConnector>,
+    core: Rc<ConnectorCore>,
+    attempt: u64,
 }
 
 struct Inner {
@@ -153,10 +153,15 @@ impl MemoryReactor {
 
     /// Completes the `index`th recorded connect: joins the client factory's protocol to the
     /// protocol of the factory listening on that port, and reports the connection to both.
-    /// With no such listener, or a factory that refuses, the client factory hears
-    /// `client_connection_failed(ConnectionRefused)` and `None` is returned.
+    /// With no such listener, or a server factory that refuses, the client factory hears
+    /// `client_connection_failed(ConnectionRefused)` and `None` is returned. A record whose
+    /// attempt was abandoned since (timed out, stopped, retried) completes nothing.
     pub fn complete_connection(&self, index: usize) -> Option<IOPump> {
         let record = self.inner.tcp_clients.borrow().get(index)?.clone();
+        let (core, attempt) = (&record.core, record.attempt);
+        if !core.is_current(attempt) {
+            return None;
+        }
         let server_factory = self
             .inner
             .tcp_servers
@@ -165,12 +170,8 @@ impl MemoryReactor {
             .find(|s| s.port == record.port && !s.stopped())
             .map(|s| s.factory.clone());
         let refused = || {
-            record.fake.state.set(ConnectorState::Disconnected);
             let peer = format!("{}:{}", record.host, record.port);
-            record.factory.client_connection_failed(
-                &record.connector,
-                Failure::new(ConnectionRefused { peer }),
-            );
+            core.failed(attempt, Failure::new(ConnectionRefused { peer }));
             None
         };
         let Some(server_factory) = server_factory else {
@@ -181,34 +182,19 @@ impl MemoryReactor {
         let Some(server) = server_factory.build_protocol(&client_addr) else {
             return refused();
         };
-        let Some(client) = record.factory.build_protocol(&server_addr) else {
-            return refused();
-        };
-        record.fake.state.set(ConnectorState::Connected);
+        let client = core.build_protocol(attempt, &server_addr)?;
         let pump = connect(&self.inner.clock, server, client);
-        *record.fake.connection.borrow_mut() = Rc::downgrade(pump.client());
-        let (fake, connector) = (record.fake.clone(), record.connector.clone());
-        pump.client().set_on_lost(move |reason| {
-            fake.state.set(ConnectorState::Disconnected);
-            fake.factory.client_connection_lost(&connector, reason);
-        });
+        core.connected(attempt, pump.client());
         Some(pump)
     }
 
-    /// Fails the `index`th recorded connect with `reason`.
+    /// Fails the `index`th recorded connect with `reason` (nothing happens if that attempt
+    /// was abandoned since).
     pub fn fail_connection(&self, index: usize, reason: Failure) {
         let record = self.inner.tcp_clients.borrow().get(index).cloned();
         if let Some(record) = record {
-            record.fake.state.set(ConnectorState::Disconnected);
-            record
-                .factory
-                .client_connection_failed(&record.connector, reason);
+            record.core.failed(record.attempt, reason);
         }
-    }
-
-    fn record_connect(&self, record: ConnectRecord) {
-        self.inner.tcp_clients.borrow_mut().push(record.clone());
-        record.factory.started_connecting(&record.connector);
     }
 }
 
@@ -218,78 +204,50 @@ fn parse(s: &str) -> SocketAddr {
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
-struct FakeConnector {
-    me: Weak<FakeConnector>,
+/// The I/O half of a connector on the memory reactor: each attempt is recorded for the test
+/// to complete or fail; the state machine is the engine's [`ConnectorCore`].
+struct MemoryConnectIo {
     reactor: Weak<Inner>,
     host: String,
     port: u16,
-    factory: Rc<dyn ClientFactory>,
     timeout: Duration,
     bind_address: Option<SocketAddr>,
-    state: Cell<ConnectorState>,
-    connection: RefCell<Weak<Connection>>,
 }
 
-impl FakeConnector {
-    fn handle(&self) -> Option<Connector> {
-        self.me
-            .upgrade()
-            .map(|me| Connector::new(me as Rc<dyn ConnectorDriver>))
-    }
-
-    fn record(&self) -> Option<ConnectRecord> {
-        Some(ConnectRecord {
-            host: self.host.clone(),
-            port: self.port,
-            factory: self.factory.clone(),
-            timeout: self.timeout,
-            bind_address: self.bind_address,
-            connector: self.handle()?,
-            fake: self.me.upgrade()?,
-        })
-    }
-}
-
-impl ConnectorDriver for FakeConnector {
-    fn connect(&self) {
-        self.state.set(ConnectorState::Connecting);
-        if let (Some(inner), Some(record)) = (self.reactor.upgrade(), self.record()) {
-            MemoryReactor { inner }.record_connect(record);
+impl ConnectIo for MemoryConnectIo {
+    fn open(&self, core: &Rc<ConnectorCore>, attempt: u64) {
+        if let Some(inner) = self.reactor.upgrade() {
+            inner.tcp_clients.borrow_mut().push(ConnectRecord {
+                host: self.host.clone(),
+                port: self.port,
+                factory: core.factory().clone(),
+                timeout: self.timeout,
+                bind_address: self.bind_address,
+                connector: core.handle(),
+                core: core.clone(),
+                attempt,
+            });
         }
     }
 
-    fn stop_connecting(&self) {
-        if self.state.get() != ConnectorState::Connecting {
-            return;
-        }
-        self.state.set(ConnectorState::Disconnected);
-        if let Some(c) = self.handle() {
-            self.factory
-                .client_connection_failed(&c, Failure::new(CancelledError));
-        }
-    }
+    fn release(&self) {}
 
-    fn disconnect(&self) {
-        match self.state.get() {
-            ConnectorState::Connecting => self.stop_connecting(),
-            ConnectorState::Connected => {
-                if let Some(conn) = self.connection.borrow().upgrade() {
-                    conn.transport().lose_connection();
-                }
-            }
-            ConnectorState::Disconnected => {}
-        }
-    }
-
-    fn get_destination(&self) -> Address {
+    fn destination(&self) -> Address {
         let addr = format!("{}:{}", self.host, self.port)
             .parse()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], self.port)));
         Address::tcp(addr)
     }
 
-    fn state(&self) -> ConnectorState {
-        self.state.get()
+    fn call_later(&self, delay: Duration, f: Box<dyn FnOnce()>) -> Option<DelayedCall> {
+        let inner = self.reactor.upgrade()?;
+        Some(inner.clock.call_later_boxed(delay, f))
+    }
+
+    fn with_starts(&self, f: &mut dyn FnMut(&mut FactoryStarts)) {
+        if let Some(inner) = self.reactor.upgrade() {
+            f(&mut inner.starts.borrow_mut());
+        }
     }
 }
 
@@ -425,21 +383,16 @@ impl ReactorTcp for MemoryReactor {
         timeout: Duration,
         bind_address: Option<SocketAddr>,
     ) -> Connector {
-        let fake = Rc::new_cyclic(|me| FakeConnector {
-            me: me.clone(),
+        let io = MemoryConnectIo {
             reactor: Rc::downgrade(&self.inner),
             host: host.to_string(),
             port,
-            factory,
             timeout,
             bind_address,
-            state: Cell::new(ConnectorState::Connecting),
-            connection: RefCell::new(Weak::new()),
-        });
-        let connector = Connector::new(fake.clone() as Rc<dyn ConnectorDriver>);
-        if let Some(record) = fake.record() {
-            self.record_connect(record);
-        }
+        };
+        let core = ConnectorCore::new(factory, timeout, Box::new(io));
+        let connector = core.handle();
+        core.start();
         connector
     }
 }
@@ -464,7 +417,7 @@ impl ReactorUdp for MemoryReactor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Protocol;
+    use crate::protocol::{ConnectorState, Protocol};
     use crate::reactor::{ReactorCoreExt, ReactorTcpExt};
 
     type Log = Rc<RefCell<Vec<String>>>;
@@ -535,7 +488,12 @@ mod tests {
         assert_eq!(c.state(), ConnectorState::Disconnected);
         assert_eq!(
             *log.borrow(),
-            vec!["connecting", "lost: connection was closed cleanly"]
+            vec![
+                "start",
+                "connecting",
+                "lost: connection was closed cleanly",
+                "stop"
+            ]
         );
     }
 
@@ -546,7 +504,7 @@ mod tests {
         r.connect_tcp("10.0.0.9", 9, client(&log));
         assert!(r.complete_connection(0).is_none());
         assert_eq!(
-            log.borrow()[1],
+            log.borrow()[2],
             "failed: connection was refused by 10.0.0.9:9"
         );
     }
@@ -563,12 +521,56 @@ mod tests {
         assert_eq!(
             *log.borrow(),
             vec![
+                "start",
                 "connecting",
                 "failed: unreachable",
+                "stop",
+                "start",
                 "connecting",
-                "failed: the Deferred was cancelled"
+                "failed: the Deferred was cancelled",
+                "stop"
             ]
         );
+    }
+
+    /// The memory reactor runs the engine's one connector state machine: attempts are
+    /// numbered, so a record of an abandoned attempt completes nothing.
+    #[test]
+    fn test_a_superseded_attempt_cannot_complete() {
+        let r = MemoryReactor::new();
+        let log = Log::default();
+        r.listen_tcp(9, client(&Log::default())).unwrap();
+        let c = r.connect_tcp("10.0.0.9", 9, client(&log));
+        c.stop_connecting();
+        c.connect();
+        assert!(r.complete_connection(0).is_none(), "attempt 1 was stopped");
+        assert_eq!(c.state(), ConnectorState::Connecting);
+        r.fail_connection(0, Failure::msg("late"));
+        assert_eq!(
+            c.state(),
+            ConnectorState::Connecting,
+            "a stale failure is ignored"
+        );
+        assert!(r.complete_connection(1).is_some());
+        assert_eq!(c.state(), ConnectorState::Connected);
+        assert!(!log.borrow().iter().any(|l| l.contains("late")));
+    }
+
+    /// The connect timeout runs on the reactor's clock, as on every other reactor.
+    #[test]
+    fn test_connect_times_out_on_the_clock() {
+        let r = MemoryReactor::new();
+        let log = Log::default();
+        let c = r.connect_tcp_with("10.0.0.9", 9, client(&log), Duration::from_secs(5), None);
+        r.advance(Duration::from_secs(4));
+        assert_eq!(c.state(), ConnectorState::Connecting);
+        r.advance(Duration::from_secs(1));
+        assert_eq!(c.state(), ConnectorState::Disconnected);
+        assert_eq!(
+            *log.borrow(),
+            vec!["start", "connecting", "failed: timed out after 5s", "stop"]
+        );
+        assert!(r.complete_connection(0).is_none());
     }
 
     #[test]
