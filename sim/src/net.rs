@@ -29,7 +29,7 @@ use torsion::error::{
 };
 use torsion::protocol::{
     Address, ClientFactory, CloseAction, Connection, Connector, ConnectorDriver, ConnectorState,
-    Transport,
+    EofAction, Transport,
 };
 use torsion::reactor::{ReactorTime, ReactorTimeExt};
 
@@ -358,8 +358,7 @@ fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
                 world.record(Some(c.host), Some(c.id), Kind::Fin);
                 send(world, c, Seg::Fin);
             }
-            c.conn.write_shutdown_done();
-            if c.eof_done.get() {
+            if c.conn.write_shutdown_done() == EofAction::Close {
                 lose(world, c, Failure::new(ConnectionDone));
             }
         }
@@ -428,11 +427,7 @@ fn deliver_inbound(world: &Rc<World>, c: &Rc<SimConn>) {
     }
     if c.eof.get() && !c.eof_done.get() && !c.closed.get() {
         c.eof_done.set(true);
-        if c.conn.read_eof() {
-            if c.fin_sent.get() {
-                lose(world, c, Failure::new(ConnectionDone));
-            }
-        } else {
+        if c.conn.read_eof() == EofAction::Close {
             if !c.fin_sent.replace(true) {
                 world.record(Some(c.host), Some(c.id), Kind::Fin);
                 send(world, c, Seg::Fin);

@@ -14,8 +14,8 @@ use super::{addr, failure_from_io, resolve, Inner, Source};
 use crate::defer::{succeed, Deferred, Failure};
 use crate::error::{ConnectionDone, ConnectionRefused};
 use crate::protocol::{
-    Address, ClientFactory, CloseAction, ConnectIo, Connection, Connector, ConnectorCore, Factory,
-    FactoryStarts,
+    Address, ClientFactory, CloseAction, ConnectIo, Connection, Connector, ConnectorCore,
+    EofAction, Factory, FactoryStarts,
 };
 use crate::reactor::{
     CannotListenError, DelayedCall, ListeningPort, ListeningPortDriver, ReactorThreadsExt,
@@ -163,8 +163,6 @@ pub(crate) struct TcpConn {
     pub(crate) queued: Cell<bool>,
     /// Reading stopped because the protocol paused it; resume reading when it unpauses.
     read_held: Cell<bool>,
-    eof: Cell<bool>,
-    write_shut: Cell<bool>,
     wants_write: Cell<bool>,
     nodelay: Cell<bool>,
 }
@@ -194,8 +192,6 @@ impl TcpConn {
                 stream: RefCell::new(None),
                 queued: Cell::new(false),
                 read_held: Cell::new(false),
-                eof: Cell::new(false),
-                write_shut: Cell::new(false),
                 wants_write: Cell::new(false),
                 nodelay: Cell::new(false),
             }
@@ -234,7 +230,7 @@ impl TcpConn {
 /// edge). `drain` is for an event that reported the peer's FIN or an error, and for
 /// resuming after a pause: then only `EAGAIN` or EOF ends it.
 pub(crate) fn read(inner: &Inner, c: &Rc<TcpConn>, drain: bool) {
-    if c.conn.is_closed() || c.eof.get() {
+    if c.conn.is_closed() || c.conn.eof_received() {
         return;
     }
     let mut buf = inner.read_buf.borrow_mut();
@@ -250,16 +246,10 @@ pub(crate) fn read(inner: &Inner, c: &Rc<TcpConn>, drain: bool) {
         match got {
             Ok(0) => {
                 drop(buf);
-                c.eof.set(true);
-                if c.conn.read_eof() {
+                match c.conn.read_eof() {
+                    EofAction::Close => c.close(inner, Failure::new(ConnectionDone), false),
                     // Half-close: the protocol goes on writing; done once our side shuts.
-                    if c.write_shut.get() {
-                        c.close(inner, Failure::new(ConnectionDone), false);
-                    } else {
-                        inner.mark_dirty(c);
-                    }
-                } else {
-                    c.close(inner, Failure::new(ConnectionDone), false);
+                    EofAction::StayOpen => inner.mark_dirty(c),
                 }
                 return;
             }
@@ -303,7 +293,7 @@ pub(crate) fn flush(inner: &Inner, c: &Rc<TcpConn>) {
             let _ = s.set_nodelay(c.nodelay.get());
         }
     }
-    while c.conn.pending_output() > 0 && !c.write_shut.get() {
+    while c.conn.pending_output() > 0 && !c.conn.write_shut() {
         let sent = c
             .conn
             .peek_output(|a, b| match c.stream.borrow_mut().as_mut() {
@@ -337,16 +327,14 @@ pub(crate) fn flush(inner: &Inner, c: &Rc<TcpConn>) {
             if let Some(s) = c.stream.borrow().as_ref() {
                 let _ = s.shutdown(Shutdown::Write);
             }
-            c.write_shut.set(true);
-            c.conn.write_shutdown_done();
-            if c.eof.get() {
+            if c.conn.write_shutdown_done() == EofAction::Close {
                 c.close(inner, Failure::new(ConnectionDone), false);
                 return;
             }
         }
     }
     // Ask for WRITABLE only while output is left over.
-    let want = c.conn.pending_output() > 0 && !c.write_shut.get();
+    let want = c.conn.pending_output() > 0 && !c.conn.write_shut();
     if want != c.wants_write.get() {
         c.wants_write.set(want);
         let interest = if want {

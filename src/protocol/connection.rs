@@ -48,6 +48,19 @@ pub enum CloseAction {
     ShutdownWrite,
 }
 
+/// What the driver does after the peer's EOF ([`Connection::read_eof`]) or after shutting
+/// down its own write side ([`Connection::write_shutdown_done`]). The rule is the same on
+/// every reactor, so it lives here: a protocol that did not opt in to half-close is done at
+/// the peer's EOF; one that did is done once both directions are shut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum EofAction {
+    /// The other direction is still open: keep the connection.
+    StayOpen,
+    /// Both directions are done: close with `ConnectionDone` (sending FIN if not yet sent).
+    Close,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Open,
@@ -65,6 +78,7 @@ struct State {
     out: VecDeque<u8>,
     write_shutdown: WriteShutdown,
     reading_paused: bool,
+    eof_received: bool,
     producer: Option<ProducerSlot>,
     producer_paused: bool,
     scoped: Vec<DelayedCall>,
@@ -139,6 +153,7 @@ impl Connection {
                 abort_reason: None,
                 out: VecDeque::new(),
                 write_shutdown: WriteShutdown::No,
+                eof_received: false,
                 reading_paused: false,
                 producer: None,
                 producer_paused: false,
@@ -188,15 +203,38 @@ impl Connection {
         }
     }
 
-    /// The peer shut down its write side. Returns `true` if the protocol opted in to
-    /// half-close (it got `read_connection_lost` and the connection stays open); `false` if
-    /// the driver should close the connection with `ConnectionDone`.
-    pub fn read_eof(&self) -> bool {
-        let half = self.with_protocol(|p| p.half_close()).unwrap_or(false);
-        if half {
-            self.dispatch(|p| p.read_connection_lost());
+    /// The peer shut down its write side (its FIN arrived, after all its data). A half-close
+    /// protocol gets `read_connection_lost` and the connection stays open until its own write
+    /// side is shut too; any other protocol is done. Only the first EOF counts.
+    pub fn read_eof(&self) -> EofAction {
+        let write_shut = {
+            let mut st = self.state.borrow_mut();
+            if st.eof_received {
+                return EofAction::StayOpen;
+            }
+            st.eof_received = true;
+            st.write_shutdown == WriteShutdown::Done
+        };
+        if !self.with_protocol(|p| p.half_close()).unwrap_or(false) {
+            return EofAction::Close;
         }
-        half
+        self.dispatch(|p| p.read_connection_lost());
+        if write_shut {
+            EofAction::Close
+        } else {
+            EofAction::StayOpen
+        }
+    }
+
+    /// Whether the peer's EOF has been received.
+    pub fn eof_received(&self) -> bool {
+        self.state.borrow().eof_received
+    }
+
+    /// Whether this side's write direction has been shut down (after
+    /// [`CloseAction::ShutdownWrite`]).
+    pub fn write_shut(&self) -> bool {
+        self.state.borrow().write_shutdown == WriteShutdown::Done
     }
 
     /// Runs `f` with the protocol if it is available (no panic isolation: for queries).
@@ -317,10 +355,16 @@ impl Connection {
         }
     }
 
-    /// After the driver performed [`CloseAction::ShutdownWrite`]: tells a half-close protocol.
-    pub fn write_shutdown_done(&self) {
+    /// After the driver performed [`CloseAction::ShutdownWrite`]: tells a half-close protocol
+    /// `write_connection_lost`; the connection is done if the peer's EOF came first.
+    pub fn write_shutdown_done(&self) -> EofAction {
         if self.with_protocol(|p| p.half_close()).unwrap_or(false) {
             self.dispatch(|p| p.write_connection_lost());
+        }
+        if self.eof_received() {
+            EofAction::Close
+        } else {
+            EofAction::StayOpen
         }
     }
 

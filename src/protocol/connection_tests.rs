@@ -20,6 +20,8 @@ struct Probe {
     echo: bool,
     panic_on_data: bool,
     half: bool,
+    /// With `half`: answer the peer's EOF by shutting the write side only.
+    shut_write_on_eof: bool,
     ticks: u32,
 }
 
@@ -57,7 +59,11 @@ impl Protocol for Probe {
     fn read_connection_lost(&mut self) {
         self.push("read lost");
         self.t.write(b"bye");
-        self.t.lose_connection();
+        if self.shut_write_on_eof {
+            self.t.lose_write_connection();
+        } else {
+            self.t.lose_connection();
+        }
     }
     fn write_connection_lost(&mut self) {
         self.push("write lost");
@@ -371,6 +377,38 @@ fn test_half_close_delivers_read_connection_lost() {
     assert_eq!(
         pump.with_server(|s: &mut Probe| s.got.clone()).unwrap(),
         b"request"
+    );
+}
+
+/// The server answers the client's half-close by shutting its own write side: each end is
+/// done once both directions are shut, also the end whose EOF came first.
+#[test]
+fn test_half_close_both_directions_closes_both_ends() {
+    let (sl, cl) = logs();
+    let server = Probe {
+        half: true,
+        shut_write_on_eof: true,
+        ..Probe::new(&sl)
+    };
+    let client = Probe {
+        half: true,
+        ..Probe::new(&cl)
+    };
+    let pump = pair(server, client);
+    let ct = pump.client().transport();
+    ct.write(b"request");
+    ct.lose_write_connection();
+    pump.flush();
+    assert!(pump.server().is_closed(), "server log: {:?}", sl.borrow());
+    assert!(pump.client().is_closed(), "client log: {:?}", cl.borrow());
+    assert!(sl
+        .borrow()
+        .last()
+        .unwrap()
+        .contains(&ConnectionDone.to_string()));
+    assert_eq!(
+        pump.with_client(|c: &mut Probe| c.got.clone()).unwrap(),
+        b"bye"
     );
 }
 

@@ -21,7 +21,7 @@ mod transport;
 
 pub use address::{Address, AddressKind};
 pub use connecting::{ConnectIo, ConnectorCore};
-pub use connection::{CloseAction, Connection};
+pub use connection::{CloseAction, Connection, EofAction};
 pub use connector::{Connector, ConnectorDriver, ConnectorState, WeakConnector};
 pub use factory::{factory_fn, ClientFactory, Factory, FactoryStarts, FnFactory, ForProtocol};
 pub use producer::{

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::defer::Failure;
 use crate::error::{ConnectionDone, ConnectionLost};
-use crate::protocol::{find_protocol, Address, CloseAction, Connection, Protocol};
+use crate::protocol::{find_protocol, Address, CloseAction, Connection, EofAction, Protocol};
 use crate::testing::Clock;
 
 /// The default addresses of the two ends.
@@ -24,8 +24,6 @@ pub const CLIENT_ADDRESS: &str = "10.0.0.2:40000";
 
 #[derive(Default)]
 struct End {
-    /// We sent FIN (our write side is shut).
-    fin_sent: Cell<bool>,
     /// The peer's FIN has been delivered to us.
     eof_seen: Cell<bool>,
     /// The maximum bytes moved per pump step (0: unlimited).
@@ -187,14 +185,14 @@ impl IOPump {
         match from.close_action() {
             CloseAction::None => {}
             CloseAction::ShutdownWrite => {
-                self.ends[i].fin_sent.set(true);
-                from.write_shutdown_done();
                 self.note(format!("{f} shut down writing"));
+                if from.write_shutdown_done() == EofAction::Close {
+                    from.connection_lost(Failure::new(ConnectionDone));
+                }
                 self.eof_to(to, 1 - i, t);
                 moved = true;
             }
             CloseAction::Close => {
-                self.ends[i].fin_sent.set(true);
                 self.note(format!("{f} closed"));
                 from.connection_lost(Failure::new(ConnectionDone));
                 self.eof_to(to, 1 - i, t);
@@ -218,11 +216,8 @@ impl IOPump {
         if to.is_closed() || self.ends[j].eof_seen.replace(true) {
             return;
         }
-        if !to.read_eof() {
+        if to.read_eof() == EofAction::Close {
             self.note(format!("{name} closed after peer's close"));
-            // Without half-close the connection ends: flush what it wrote, then done.
-            to.connection_lost(Failure::new(ConnectionDone));
-        } else if self.ends[j].fin_sent.get() {
             to.connection_lost(Failure::new(ConnectionDone));
         }
     }

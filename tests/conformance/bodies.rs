@@ -325,6 +325,8 @@ pub fn half_close(env: &dyn Env) {
         Some(Box::new(HalfCloser {
             log: c.clone(),
             received: g.clone(),
+            answer: false,
+            t: Transport::default(),
         }) as Box<dyn Protocol>)
     });
     env.client().connect_tcp(&env.server_name(), env.port(), f);
@@ -337,15 +339,65 @@ pub fn half_close(env: &dyn Env) {
     assert_eq!(*clog.borrow(), vec!["write lost", "read lost", "done"]);
 }
 
+/// Both ends half-close: the client shuts its write side after its request, the server
+/// answers and shuts its own write side (not a full close). The connection is done on each
+/// end once both directions are shut, whichever came first there (the engine's one EOF rule).
+pub fn half_close_both_directions(env: &dyn Env) {
+    let slog: Log = Rc::default();
+    let s = slog.clone();
+    let server_got = Rc::new(RefCell::new(Vec::new()));
+    let sg = server_got.clone();
+    env.server()
+        .listen_tcp(
+            env.port(),
+            factory_fn(move |_| {
+                Some(Box::new(HalfCloser {
+                    log: s.clone(),
+                    received: sg.clone(),
+                    answer: true,
+                    t: Transport::default(),
+                }) as Box<dyn Protocol>)
+            }),
+        )
+        .expect("listen");
+    let clog: Log = Rc::default();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let (c, g) = (clog.clone(), got.clone());
+    let f = factory_fn(move |_| {
+        Some(Box::new(HalfCloser {
+            log: c.clone(),
+            received: g.clone(),
+            answer: false,
+            t: Transport::default(),
+        }) as Box<dyn Protocol>)
+    });
+    env.client().connect_tcp(&env.server_name(), env.port(), f);
+    let (c, s) = (clog.clone(), slog.clone());
+    assert!(env.run_until(
+        &move || c.borrow().contains(&"done".into()) && s.borrow().contains(&"done".into()),
+        LIMIT
+    ));
+    assert_eq!(&*server_got.borrow(), b"request");
+    assert_eq!(&*got.borrow(), b"late reply");
+    assert_eq!(*slog.borrow(), vec!["read lost", "write lost", "done"]);
+    assert_eq!(*clog.borrow(), vec!["write lost", "read lost", "done"]);
+}
+
 /// Sends a request, shuts down its write side, and reads the answer.
+/// As a server (`answer`), waits for the request's end, answers and shuts its write side.
 struct HalfCloser {
     log: Log,
     received: Rc<RefCell<Vec<u8>>>,
+    answer: bool,
+    t: Transport,
 }
 impl Protocol for HalfCloser {
     fn connection_made(&mut self, t: &Transport) {
-        t.write(b"request");
-        t.lose_write_connection();
+        self.t = t.clone();
+        if !self.answer {
+            t.write(b"request");
+            t.lose_write_connection();
+        }
     }
     fn data_received(&mut self, d: &[u8]) {
         self.received.borrow_mut().extend_from_slice(d);
@@ -358,6 +410,10 @@ impl Protocol for HalfCloser {
     }
     fn read_connection_lost(&mut self) {
         push(&self.log, "read lost");
+        if self.answer {
+            self.t.write(b"late reply");
+            self.t.lose_write_connection();
+        }
     }
     fn connection_lost(&mut self, reason: Failure) {
         push(

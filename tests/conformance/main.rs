@@ -50,6 +50,7 @@ conformance!(
     close_after_pending_data,
     abort_drops_pending_data_and_reports_aborted,
     half_close,
+    half_close_both_directions,
     producer_pause_and_resume_under_backpressure,
     connection_scoped_timer_is_cancelled_on_loss,
     factory_start_and_stop_are_counted,
