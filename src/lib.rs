@@ -30,6 +30,7 @@
 
 pub mod defer;
 pub mod error;
+#[cfg(feature = "mio")]
 pub mod mio;
 pub mod protocol;
 pub mod protocols;
