@@ -11,11 +11,18 @@
 //! - `<server>_cpu_us_per_rt`: server CPU microseconds per round trip;
 //! - `torsion_vs_rawmio`, `torsion_vs_tokio`: torsion's CPU per round trip over the other's
 //!   (1.00 is equal; the target is at most 1.10 against raw mio, at most 1.00 against tokio).
+//!
+//! Then a leak check: `rss_growth_kib_per_100k_conns` is how much the process's resident set
+//! (`VmRSS`, the torsion echo server's thread plus one client thread) grows over 100,000
+//! connect / echo one byte / reset cycles against the torsion server, measured after a
+//! warm-up of 5,000 cycles and once the server has seen every connection go (the target is
+//! under 2,048 KiB). The client resets (`SO_LINGER` 0) so that 100,000 closes leave no
+//! `TIME_WAIT` sockets to exhaust the ephemeral ports. `ECHO_BENCH_ONLY=churn` runs this alone.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -356,11 +363,18 @@ fn main() {
         [torsion_server, tokio_server, rawmio_server];
     // ECHO_BENCH_ONLY=torsion|tokio|rawmio measures one server (for profiling).
     let only = std::env::var("ECHO_BENCH_ONLY").ok();
+    if only.as_deref() == Some("churn") {
+        println!(
+            "rss_growth_kib_per_100k_conns: {} KiB",
+            rss_growth_kib_per_100k_conns()
+        );
+        return;
+    }
     if let Some(name) = only {
         let i = ["torsion", "tokio", "rawmio"]
             .iter()
             .position(|n| *n == name)
-            .expect("ECHO_BENCH_ONLY is torsion, tokio or rawmio");
+            .expect("ECHO_BENCH_ONLY is torsion, tokio, rawmio or churn");
         let f = measure(servers[i]);
         println!("{name}_rt_per_s: {:.0}", f.rt_per_s);
         println!("{name}_cpu_us_per_rt: {:.3}", f.cpu_us_per_rt);
@@ -390,4 +404,89 @@ fn main() {
         "torsion_vs_tokio: {:.2}",
         torsion.cpu_us_per_rt / tokio.cpu_us_per_rt
     );
+    println!(
+        "rss_growth_kib_per_100k_conns: {} KiB",
+        rss_growth_kib_per_100k_conns()
+    );
+}
+
+/// Connect/close cycles measured by the leak check.
+const CHURN_CYCLES: usize = 100_000;
+/// Cycles run first, so that buffers, the slab and the allocator reach their steady size.
+const CHURN_WARMUP: usize = 5_000;
+
+/// This process's resident set, in KiB (`VmRSS` in `/proc/self/status`).
+fn vm_rss_kib() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
+/// The torsion echo server for the leak check; publishes its open connection count.
+fn churn_server(tx: mpsc::Sender<SocketAddr>, stop: Arc<AtomicBool>, open: Arc<AtomicUsize>) {
+    use torsion::mio::MioReactor;
+    use torsion::prelude::*;
+    use torsion::protocol::ForProtocol;
+
+    let reactor = MioReactor::new().unwrap();
+    let port = reactor
+        .listen_tcp_with(0, ForProtocol::<Echo>::new(), 1024, "127.0.0.1")
+        .unwrap();
+    tx.send(port.get_host().addr).unwrap();
+    reactor.start_running().unwrap();
+    while !stop.load(Ordering::Acquire) {
+        reactor.iterate(Some(Duration::from_millis(5))).unwrap();
+        open.store(reactor.connection_count(), Ordering::Release);
+    }
+}
+
+/// `n` cycles of: connect, send one byte, read it back, reset.
+fn churn(addr: SocketAddr, n: usize) {
+    let mut byte = [0u8; 1];
+    for _ in 0..n {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        s.write_all(b"x").unwrap();
+        s.read_exact(&mut byte).unwrap();
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
+}
+
+/// Waits until the server has no connection left (it has seen every reset).
+fn wait_closed(open: &AtomicUsize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    thread::sleep(Duration::from_millis(50));
+    while open.load(Ordering::Acquire) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the server keeps connections open"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// RSS growth over [`CHURN_CYCLES`] connections, after [`CHURN_WARMUP`].
+fn rss_growth_kib_per_100k_conns() -> i64 {
+    let (stop, open) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (tx, rx) = mpsc::channel();
+    let (s, o) = (stop.clone(), open.clone());
+    let server = thread::spawn(move || churn_server(tx, s, o));
+    let addr = rx.recv().unwrap();
+    churn(addr, CHURN_WARMUP);
+    wait_closed(&open);
+    let before = vm_rss_kib();
+    churn(addr, CHURN_CYCLES);
+    wait_closed(&open);
+    let after = vm_rss_kib();
+    stop.store(true, Ordering::Release);
+    server.join().unwrap();
+    (after - before) * 100_000 / CHURN_CYCLES as i64
 }

@@ -226,3 +226,77 @@ fn a_thousand_clients_resetting_mid_stream_leave_nothing_behind() {
         server.connections() == 0
     });
 }
+
+/// Counts the server's live protocols, across threads.
+static LIVE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Echo, closing on `q`, whose instances are counted in [`LIVE`].
+struct CountedEcho {
+    t: Transport,
+}
+impl Drop for CountedEcho {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+impl Protocol for CountedEcho {
+    fn connection_made(&mut self, t: &Transport) {
+        self.t = t.clone();
+    }
+    fn data_received(&mut self, data: &[u8]) {
+        if data.contains(&b'q') {
+            self.t.lose_connection();
+        } else {
+            self.t.write(data);
+        }
+    }
+}
+
+#[test]
+fn five_thousand_connect_close_cycles_leave_no_protocol_alive() {
+    use std::sync::atomic::Ordering;
+    const N: usize = 5_000;
+    let server = Server::start(|r| {
+        remember(r);
+        let factory = factory_fn(|_| {
+            LIVE.fetch_add(1, Ordering::SeqCst);
+            Some(Box::new(CountedEcho {
+                t: Transport::default(),
+            }) as Box<dyn Protocol>)
+        });
+        r.listen_tcp_with(0, factory, 1024, "127.0.0.1")
+            .unwrap()
+            .get_host()
+            .addr
+            .port()
+    });
+    let mut byte = [0u8; 1];
+    for i in 0..N {
+        let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        match i % 3 {
+            // The client closes cleanly.
+            0 => {
+                s.write_all(b"x").unwrap();
+                s.read_exact(&mut byte).unwrap();
+            }
+            // The client resets.
+            1 => {
+                s.write_all(b"x").unwrap();
+                s.read_exact(&mut byte).unwrap();
+                socket2::SockRef::from(&s)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+            }
+            // The server closes.
+            _ => {
+                s.write_all(b"q").unwrap();
+                assert_eq!(s.read(&mut byte).unwrap(), 0, "the server closed");
+            }
+        }
+    }
+    wait_until("every connection is gone", || server.connections() == 0);
+    // The counter, not a timing, is the check: every protocol was dropped.
+    wait_until("every protocol is dropped", || {
+        LIVE.load(Ordering::SeqCst) == 0
+    });
+}

@@ -165,9 +165,12 @@ impl Connection {
         })
     }
 
-    /// A transport handle for this connection.
-    pub fn transport(self: &Rc<Self>) -> Transport {
-        Transport::new(self.clone())
+    /// A transport handle for this connection. It does not keep the connection alive (see
+    /// [`Transport::weak`]): the driver owns the connection, and dropping it after
+    /// `connection_lost` frees the protocol, whose handles then answer as detached.
+    pub fn transport(&self) -> Transport {
+        let me: Weak<dyn TransportDriver> = self.me.clone();
+        Transport::weak(me, self.host, self.peer)
     }
 
     /// Calls the protocol's `connection_made` (once).

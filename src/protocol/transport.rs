@@ -4,8 +4,29 @@
 //! cheap-clone [`Transport`] handle, usable from any callback or timer on the reactor thread.
 //! Nothing here calls back into a protocol synchronously: writes are buffered and closes are
 //! completed by the reactor's loop.
+//!
+//! # Who keeps a connection alive
+//!
+//! The reactor owns each connection (and, through it, the protocol); the protocol keeps its
+//! `Transport`. If that handle kept the connection alive too, every connection would be a
+//! reference cycle — connection → protocol → transport → connection — and would never be
+//! freed, protocol included. So the handle a reactor hands out ([`Transport::weak`]) does not
+//! own its connection: when the driver drops the connection (after `connection_lost`, or when
+//! the reactor or simulated world is torn down), the protocol is dropped with it, and any
+//! handle still held elsewhere (a chat room's list of peers, a pending timer's closure) is
+//! *detached*: writes and closes are ignored, `connected()` and `disconnecting()` are false,
+//! `buffered()` is 0, producers are refused, scoped calls come back cancelled, and
+//! `get_peer`/`get_host` keep answering the addresses the connection had. That is exactly what
+//! a closed connection already answered, so the contract below does not change.
+//!
+//! The other way to break the cycle — the connection dropping its protocol right after
+//! `connection_lost` — was not chosen: a cycle would remain whenever a driver goes away
+//! without delivering `connection_lost` (a reactor dropped with connections open, a crashed or
+//! finished simulated world), and test doubles could no longer show a protocol's state after
+//! its connection closed. A handle built with [`Transport::new`] still owns its driver: that
+//! is for drivers nothing else owns (test doubles, a policy wrapper's inner transport).
 
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use crate::defer::{Deferred, Failure};
@@ -93,7 +114,19 @@ pub trait TransportDriver {
 /// ```
 #[derive(Clone)]
 pub struct Transport {
-    driver: Rc<dyn TransportDriver>,
+    link: Link,
+}
+
+#[derive(Clone)]
+enum Link {
+    /// The handle owns its driver ([`Transport::new`]).
+    Owned(Rc<dyn TransportDriver>),
+    /// The reactor owns the connection ([`Transport::weak`]); the addresses outlive it.
+    Weak {
+        driver: Weak<dyn TransportDriver>,
+        host: Address,
+        peer: Address,
+    },
 }
 
 impl Default for Transport {
@@ -119,99 +152,155 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    /// Wraps a reactor's driver.
+    /// Wraps a driver and keeps it alive for as long as any clone of the handle exists. For
+    /// drivers nothing else owns (test doubles, wrappers); a reactor's connections use
+    /// [`weak`](Self::weak).
     pub fn new(driver: Rc<dyn TransportDriver>) -> Self {
-        Transport { driver }
+        Transport {
+            link: Link::Owned(driver),
+        }
     }
 
-    /// The driver behind this handle.
-    pub fn driver(&self) -> &Rc<dyn TransportDriver> {
-        &self.driver
+    /// A handle to a driver the reactor owns, which does not keep it alive (see the module
+    /// docs). Once the driver is gone the handle is detached: writes and closes do nothing,
+    /// it reports not connected, and [`get_host`](Self::get_host) and
+    /// [`get_peer`](Self::get_peer) go on answering `host` and `peer`.
+    pub fn weak(driver: Weak<dyn TransportDriver>, host: Address, peer: Address) -> Self {
+        Transport {
+            link: Link::Weak { driver, host, peer },
+        }
+    }
+
+    /// The driver behind this handle; once a reactor's connection is gone, a detached driver
+    /// that answers as described in [`weak`](Self::weak).
+    pub fn driver(&self) -> Rc<dyn TransportDriver> {
+        match &self.link {
+            Link::Owned(d) => d.clone(),
+            Link::Weak { driver, host, peer } => driver.upgrade().unwrap_or_else(|| {
+                Rc::new(Gone {
+                    host: *host,
+                    peer: *peer,
+                })
+            }),
+        }
+    }
+
+    /// Whether the connection is still there (always true for [`new`](Self::new) handles).
+    /// A handle whose connection was dropped by its reactor is detached.
+    pub fn is_attached(&self) -> bool {
+        match &self.link {
+            Link::Owned(_) => true,
+            Link::Weak { driver, .. } => driver.strong_count() > 0,
+        }
+    }
+
+    /// Runs `f` with the driver, or with a detached one once the connection is gone.
+    fn with<R>(&self, f: impl FnOnce(&dyn TransportDriver) -> R) -> R {
+        match &self.link {
+            Link::Owned(d) => f(&**d),
+            Link::Weak { driver, .. } => match driver.upgrade() {
+                Some(d) => f(&*d),
+                None => f(&Detached),
+            },
+        }
+    }
+
+    fn data_ptr(&self) -> *const () {
+        match &self.link {
+            Link::Owned(d) => Rc::as_ptr(d) as *const (),
+            Link::Weak { driver, .. } => Weak::as_ptr(driver) as *const (),
+        }
     }
 
     /// Whether two handles are for the same connection.
     pub fn ptr_eq(&self, other: &Transport) -> bool {
-        Rc::ptr_eq(&self.driver, &other.driver)
+        std::ptr::eq(self.data_ptr(), other.data_ptr())
     }
 
     /// Buffers `data` for sending (Twisted's `write`).
     pub fn write(&self, data: impl AsRef<[u8]>) {
-        self.driver.write(data.as_ref());
+        self.with(|d| d.write(data.as_ref()));
     }
 
     /// Buffers each piece in turn (Twisted's `writeSequence`).
     pub fn write_sequence(&self, data: &[&[u8]]) {
-        self.driver.write_sequence(data);
+        self.with(|d| d.write_sequence(data));
     }
 
     /// Flushes pending data, then closes (Twisted's `loseConnection`).
     pub fn lose_connection(&self) {
-        self.driver.lose_connection();
+        self.with(|d| d.lose_connection());
     }
 
     /// Closes at once, dropping pending data (Twisted's `abortConnection`).
     pub fn abort_connection(&self) {
-        self.driver.abort_connection();
+        self.with(|d| d.abort_connection());
     }
 
     /// Flushes, then shuts down our write side (Twisted's `loseWriteConnection`).
     pub fn lose_write_connection(&self) {
-        self.driver.lose_write_connection();
+        self.with(|d| d.lose_write_connection());
     }
 
     /// The far end's address.
     pub fn get_peer(&self) -> Address {
-        self.driver.get_peer()
+        match &self.link {
+            Link::Owned(d) => d.get_peer(),
+            Link::Weak { driver, peer, .. } => driver.upgrade().map_or(*peer, |d| d.get_peer()),
+        }
     }
 
     /// This end's address.
     pub fn get_host(&self) -> Address {
-        self.driver.get_host()
+        match &self.link {
+            Link::Owned(d) => d.get_host(),
+            Link::Weak { driver, host, .. } => driver.upgrade().map_or(*host, |d| d.get_host()),
+        }
     }
 
     /// Registers a producer (Twisted's `registerProducer`); a second one is an error.
     pub fn register_producer(&self, producer: Producer) -> Result<(), ProducerError> {
-        self.driver.register_producer(producer)
+        self.with(|d| d.register_producer(producer))
     }
 
     /// Unregisters the producer (Twisted's `unregisterProducer`).
     pub fn unregister_producer(&self) {
-        self.driver.unregister_producer();
+        self.with(|d| d.unregister_producer());
     }
 
     /// Stops delivering `data_received` (Twisted's `transport.pauseProducing`).
     pub fn pause_producing(&self) {
-        self.driver.pause_producing();
+        self.with(|d| d.pause_producing());
     }
 
     /// Resumes delivering `data_received`.
     pub fn resume_producing(&self) {
-        self.driver.resume_producing();
+        self.with(|d| d.resume_producing());
     }
 
     /// Twisted's `transport.stopProducing`: closes the connection.
     pub fn stop_producing(&self) {
-        self.driver.lose_connection();
+        self.with(|d| d.lose_connection());
     }
 
     /// Sets `TCP_NODELAY` where supported; returns whether it is.
     pub fn set_tcp_nodelay(&self, enabled: bool) -> bool {
-        self.driver.set_tcp_nodelay(enabled)
+        self.with(|d| d.set_tcp_nodelay(enabled))
     }
 
     /// Whether the connection is up and not closing.
     pub fn connected(&self) -> bool {
-        self.driver.connected()
+        self.with(|d| d.connected())
     }
 
     /// Whether a close has been asked for.
     pub fn disconnecting(&self) -> bool {
-        self.driver.disconnecting()
+        self.with(|d| d.disconnecting())
     }
 
     /// Bytes written but not yet sent.
     pub fn buffered(&self) -> usize {
-        self.driver.buffered()
+        self.with(|d| d.buffered())
     }
 
     /// Runs `f` with this connection's protocol, as a `&mut P`, after `delay`; cancelled if the
@@ -221,14 +310,16 @@ impl Transport {
         delay: Duration,
         f: impl FnOnce(&mut P) + 'static,
     ) -> DelayedCall {
-        self.driver.call_later_scoped(
-            delay,
-            Box::new(move |proto: &mut dyn Protocol| {
-                if let Some(p) = find_protocol::<P>(proto) {
-                    f(p);
-                }
-            }),
-        )
+        self.with(|d| {
+            d.call_later_scoped(
+                delay,
+                Box::new(move |proto: &mut dyn Protocol| {
+                    if let Some(p) = find_protocol::<P>(proto) {
+                        f(p);
+                    }
+                }),
+            )
+        })
     }
 
     /// [`call_later`](Self::call_later) with no delay: after whatever is running now.
@@ -263,10 +354,12 @@ impl Transport {
     ) -> Deferred<U> {
         let out = Deferred::<U>::new();
         let guard = FireOnDrop(Some(out.clone()));
-        let driver = self.driver.clone();
+        // A clone of this handle: for a reactor's connection it does not keep the connection
+        // alive, and once the connection is gone the scoped call is refused (and `out` fails).
+        let transport = self.clone();
         let _handled = d.add_both(move |result: Result<T, Failure>| {
             let mut guard = guard;
-            driver.call_later_scoped(
+            transport.driver().call_later_scoped(
                 Duration::ZERO,
                 Box::new(move |proto: &mut dyn Protocol| {
                     let Some(out) = guard.0.take() else { return };
@@ -299,7 +392,47 @@ impl<U: 'static> Drop for FireOnDrop<U> {
     }
 }
 
-/// The placeholder driver of `Transport::default()`.
+/// A reactor's connection that is gone: [`Detached`], but still answering its addresses.
+struct Gone {
+    host: Address,
+    peer: Address,
+}
+
+impl TransportDriver for Gone {
+    fn write(&self, _data: &[u8]) {}
+    fn lose_connection(&self) {}
+    fn abort_connection(&self) {}
+    fn lose_write_connection(&self) {}
+    fn get_peer(&self) -> Address {
+        self.peer
+    }
+    fn get_host(&self) -> Address {
+        self.host
+    }
+    fn register_producer(&self, producer: Producer) -> Result<(), ProducerError> {
+        Detached.register_producer(producer)
+    }
+    fn unregister_producer(&self) {}
+    fn pause_producing(&self) {}
+    fn resume_producing(&self) {}
+    fn set_tcp_nodelay(&self, _enabled: bool) -> bool {
+        false
+    }
+    fn connected(&self) -> bool {
+        false
+    }
+    fn disconnecting(&self) -> bool {
+        false
+    }
+    fn buffered(&self) -> usize {
+        0
+    }
+    fn call_later_scoped(&self, delay: Duration, f: ScopedCall) -> DelayedCall {
+        Detached.call_later_scoped(delay, f)
+    }
+}
+
+/// The placeholder driver of `Transport::default()`, and what a detached handle talks to.
 struct Detached;
 
 impl TransportDriver for Detached {

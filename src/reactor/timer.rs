@@ -4,7 +4,10 @@
 //! scheduled, reset or delayed, so same-time calls run first-in, first-out and a call
 //! scheduled for "now" while another runs goes after everything already due. Cancelled and
 //! rescheduled entries stay in the heap and are skipped when they surface (lazy deletion),
-//! so cancel, reset and delay are O(log n) with no search.
+//! so cancel, reset and delay are O(log n) with no search. Stale entries are not left to pile
+//! up until their deadline, though (a long idle timeout reset on every read would otherwise
+//! grow the heap by one entry per read): once they outnumber the pending calls (and there are
+//! more than a few), the heap is rebuilt with the live ones only, as Twisted's reactor does.
 //!
 //! A queue does not run anything by itself: its driver asks for the next deadline, moves the
 //! clock, and pops due calls one at a time ([`TimerQueue::pop_due`]), running each with no
@@ -78,12 +81,31 @@ impl Inner {
             seq,
             entry: entry.clone(),
         });
+        self.compact();
         let observer = self.observer.borrow().clone();
         if let Some(f) = observer {
             f(time, seq);
         }
     }
+
+    /// Drops the stale heap items (cancelled, called, or superseded by a reset) once they
+    /// outnumber the live ones: amortised O(1) per operation, and the heap stays within
+    /// twice the pending calls.
+    fn compact(&self) {
+        let mut heap = self.heap.borrow_mut();
+        let live = self.active.get();
+        let stale = heap.len().saturating_sub(live);
+        if stale > COMPACT_MIN && stale > live {
+            heap.retain(|item| {
+                item.seq == item.entry.seq.get()
+                    && matches!(*item.entry.state.borrow(), CallState::Pending(_))
+            });
+        }
+    }
 }
+
+/// Stale heap items tolerated before [`Inner::compact`] considers a rebuild.
+const COMPACT_MIN: usize = 64;
 
 /// Delayed calls ordered by (deadline, sequence), with the clock reading their driver keeps.
 ///
@@ -306,6 +328,7 @@ impl DelayedCall {
         let old = self.entry.state.replace(CallState::Cancelled);
         if let Some(q) = self.queue.upgrade() {
             q.active.set(q.active.get() - 1);
+            q.compact();
         }
         drop(old); // outside any borrow: the closure's captures may have Drop impls
         Ok(())
@@ -418,5 +441,71 @@ mod tests {
         );
         q.clear();
         assert!(q.is_empty());
+    }
+
+    /// Counts live closures.
+    fn counted(live: &Rc<Cell<i32>>, ran: &Rc<Cell<u32>>) -> impl FnOnce() + 'static {
+        struct Guard(Rc<Cell<i32>>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() - 1);
+            }
+        }
+        live.set(live.get() + 1);
+        let (guard, ran) = (Guard(live.clone()), ran.clone());
+        move || {
+            let _guard = guard;
+            ran.set(ran.get() + 1);
+        }
+    }
+
+    #[test]
+    fn fired_and_cancelled_calls_drop_their_closures() {
+        let q = TimerQueue::new();
+        let (live, ran) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+        let fired = q.call_later(secs(1), counted(&live, &ran));
+        let cancelled = q.call_later(secs(1), counted(&live, &ran));
+        let reset = q.call_later(secs(1), counted(&live, &ran));
+        reset.reset(secs(3)).unwrap();
+        assert_eq!(live.get(), 3);
+        cancelled.cancel().unwrap();
+        assert_eq!(live.get(), 2, "cancelling drops the closure at once");
+        drain(&q, Instant::ZERO + secs(1));
+        assert!(fired.called());
+        assert_eq!(live.get(), 1, "a call that ran is dropped");
+        drain(&q, Instant::ZERO + secs(3));
+        assert_eq!((live.get(), ran.get()), (0, 2));
+        // The handles outlive their closures.
+        assert!(reset.called() && cancelled.cancelled());
+        q.clear();
+        let pending = q.call_later(secs(1), counted(&live, &ran));
+        q.clear();
+        assert!(pending.cancelled());
+        assert_eq!(live.get(), 0, "clear drops pending closures");
+    }
+
+    #[test]
+    fn cancelled_and_reset_calls_do_not_pile_up_in_the_heap() {
+        let q = TimerQueue::new();
+        let keep = q.call_later(secs(3600), || {});
+        for _ in 0..10_000 {
+            let c = q.call_later(secs(3600), || {});
+            c.cancel().unwrap();
+        }
+        assert!(q.inner.heap.borrow().len() <= 2 * COMPACT_MIN, "cancelled");
+        for i in 0..10_000 {
+            keep.reset(secs(3600 + i)).unwrap();
+        }
+        assert!(q.inner.heap.borrow().len() <= 2 * COMPACT_MIN, "reset");
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.next_deadline(), Some(Instant::ZERO + secs(3600 + 9_999)));
+        // Many live calls are never compacted away.
+        let calls: Vec<_> = (0..1000).map(|i| q.call_later(secs(i), || {})).collect();
+        for c in &calls[..500] {
+            c.cancel().unwrap();
+        }
+        assert_eq!(q.len(), 501);
+        assert_eq!(q.delayed_calls().len(), 501);
+        assert_eq!(q.next_deadline(), Some(Instant::ZERO + secs(500)));
     }
 }

@@ -498,4 +498,49 @@ mod tests {
         lc.stop().unwrap();
         assert!(clock.get_delayed_calls().is_empty());
     }
+
+    /// Counts live instances.
+    struct Guard(Rc<Cell<i32>>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() - 1);
+        }
+    }
+    fn guard(live: &Rc<Cell<i32>>) -> Guard {
+        live.set(live.get() + 1);
+        Guard(live.clone())
+    }
+
+    #[test]
+    fn test_a_stopped_looping_call_is_dropped_with_its_function() {
+        let clock = Clock::new();
+        let live = Rc::new(Cell::new(0));
+        for stop_inside in [false, true] {
+            let g = guard(&live);
+            let me: Rc<RefCell<Option<LoopingCall>>> = Rc::default();
+            let m = Rc::downgrade(&me);
+            let lc = LoopingCall::new(Rc::new(clock.clone()), move || {
+                let _captured = &g;
+                if stop_inside {
+                    if let Some(lc) = m.upgrade().and_then(|m| m.borrow().clone()) {
+                        let _ = lc.stop();
+                    }
+                }
+            });
+            *me.borrow_mut() = Some(lc.clone());
+            let done = lc.start(secs(1), false).unwrap();
+            clock.advance(secs(1));
+            if !stop_inside {
+                lc.stop().unwrap();
+            }
+            assert!(done.called());
+            assert!(clock.get_delayed_calls().is_empty());
+            drop((lc, done, me));
+            assert_eq!(
+                live.get(),
+                0,
+                "stopped (from inside: {stop_inside}): all dropped"
+            );
+        }
+    }
 }

@@ -497,6 +497,66 @@ mod tests {
         );
     }
 
+    /// A protocol that counts live instances and closes on `b"bye"`.
+    struct Counted {
+        live: Rc<Cell<i32>>,
+        t: crate::protocol::Transport,
+    }
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.live.set(self.live.get() - 1);
+        }
+    }
+    impl Protocol for Counted {
+        fn connection_made(&mut self, t: &crate::protocol::Transport) {
+            self.t = t.clone();
+        }
+        fn data_received(&mut self, data: &[u8]) {
+            if data == b"bye" {
+                self.t.lose_connection();
+            }
+        }
+    }
+    fn counted(live: &Rc<Cell<i32>>) -> Rc<dyn ClientFactory> {
+        let live = live.clone();
+        crate::protocol::factory_fn(move |_| {
+            live.set(live.get() + 1);
+            Some(Box::new(Counted {
+                live: live.clone(),
+                t: Default::default(),
+            }) as Box<dyn Protocol>)
+        })
+    }
+
+    #[test]
+    fn test_completed_connections_free_their_protocols() {
+        let r = MemoryReactor::new();
+        let live = Rc::new(Cell::new(0));
+        r.listen_tcp(7, counted(&live)).unwrap();
+        for (i, how) in ["lose", "abort", "bye"].into_iter().enumerate() {
+            r.connect_tcp("10.0.0.1", 7, counted(&live));
+            let pump = r.complete_connection(i).unwrap();
+            assert_eq!(live.get(), 2);
+            let client = pump.client().transport();
+            client.write(b"ping");
+            pump.flush();
+            match how {
+                "lose" => client.lose_connection(),
+                "abort" => client.abort_connection(),
+                _ => pump.server().transport().write(b"bye"), // the client closes
+            }
+            pump.flush();
+            assert!(
+                pump.client().is_closed() && pump.server().is_closed(),
+                "{how}"
+            );
+            assert_eq!(live.get(), 2, "{how}: still there for inspection");
+            drop(pump);
+            assert_eq!(live.get(), 0, "{how}: both protocols freed with the pump");
+            assert!(!client.connected(), "{how}: a kept handle is detached");
+        }
+    }
+
     #[test]
     fn test_connection_without_listener_is_refused() {
         let r = MemoryReactor::new();

@@ -1,9 +1,14 @@
 //! `StringTransport`: a transport that records what is written (Twisted's
 //! `StringTransport` / `StringTransportWithDisconnection`).
+//!
+//! A protocol the transport owns ([`StringTransport::make_connection`]) gets a handle that
+//! does not own the transport back ([`Transport::weak`]), as a reactor's protocols do: the
+//! transport owns the protocol, so a handle owning the transport would make a cycle and
+//! neither would ever be freed.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use crate::defer::Failure;
@@ -15,8 +20,10 @@ use crate::protocol::{
 use crate::reactor::{DelayedCall, ReactorTimeExt, TimerQueue};
 use crate::testing::Clock;
 
-#[derive(Default)]
 struct State {
+    me: Weak<State>,
+    host: Address,
+    peer: Address,
     /// With [`StringTransport::with_clock`]: where scoped calls are scheduled.
     clock: Option<Clock>,
     /// With [`StringTransport::make_connection`]: the protocol it owns.
@@ -68,8 +75,6 @@ struct State {
 #[derive(Clone)]
 pub struct StringTransport {
     st: Rc<State>,
-    host: Address,
-    peer: Address,
 }
 
 impl Default for StringTransport {
@@ -81,10 +86,28 @@ impl Default for StringTransport {
 impl StringTransport {
     /// Twisted's defaults: host 10.0.0.1:12345, peer 192.168.1.1:54321.
     pub fn new() -> Self {
+        Self::build(None)
+    }
+
+    fn build(clock: Option<Clock>) -> Self {
         StringTransport {
-            st: Rc::default(),
-            host: Address::tcp(SocketAddr::from(([10, 0, 0, 1], 12345))),
-            peer: Address::tcp(SocketAddr::from(([192, 168, 1, 1], 54321))),
+            st: Rc::new_cyclic(|me| State {
+                me: me.clone(),
+                host: Address::tcp(SocketAddr::from(([10, 0, 0, 1], 12345))),
+                peer: Address::tcp(SocketAddr::from(([192, 168, 1, 1], 54321))),
+                clock,
+                protocol: RefCell::new(None),
+                scoped: RefCell::new(Vec::new()),
+                owned: Cell::new(false),
+                lost: Cell::new(false),
+                written: RefCell::new(Vec::new()),
+                disconnecting: Cell::new(false),
+                aborted: Cell::new(false),
+                write_closed: Cell::new(false),
+                producer: RefCell::new(None),
+                reading_paused: Cell::new(false),
+                nodelay: Cell::new(false),
+            }),
         }
     }
 
@@ -121,26 +144,24 @@ impl StringTransport {
     /// assert!(tr.disconnecting(), "five idle seconds");
     /// ```
     pub fn with_clock(clock: &Clock) -> Self {
-        let mut t = Self::new();
-        t.st = Rc::new(State {
-            clock: Some(clock.clone()),
-            ..State::default()
-        });
-        t
+        Self::build(Some(clock.clone()))
     }
 
-    /// Takes ownership of `protocol` and calls its `connection_made`.
+    /// Takes ownership of `protocol` and calls its `connection_made`. The protocol's handle
+    /// does not keep this transport alive (see the module docs): once every
+    /// `StringTransport` clone is dropped, so is the protocol.
     pub fn make_connection(&self, protocol: Box<dyn Protocol>) {
         *self.st.protocol.borrow_mut() = Some(protocol);
         self.st.owned.set(true);
-        let t = self.transport();
-        self.dispatch(|p| p.connection_made(&t));
+        let me: Weak<State> = Rc::downgrade(&self.st);
+        let t = Transport::weak(me as Weak<dyn TransportDriver>, self.st.host, self.st.peer);
+        self.st.dispatch(|p| p.connection_made(&t));
     }
 
     /// Delivers `data` to the owned protocol (nothing once the connection is lost).
     pub fn data_received(&self, data: &[u8]) {
         if !self.st.lost.get() {
-            self.dispatch(|p| p.data_received(data));
+            self.st.dispatch(|p| p.data_received(data));
         }
     }
 
@@ -161,17 +182,10 @@ impl StringTransport {
         }
     }
 
-    fn dispatch(&self, f: impl FnOnce(&mut dyn Protocol)) {
-        let taken = self.st.protocol.borrow_mut().take();
-        if let Some(mut p) = taken {
-            f(&mut *p);
-            *self.st.protocol.borrow_mut() = Some(p);
-        }
-    }
-
-    /// A handle to give the protocol.
+    /// A handle to give the protocol. It keeps this transport alive (for a protocol the
+    /// test owns; a protocol the transport owns gets a handle that does not).
     pub fn transport(&self) -> Transport {
-        Transport::new(Rc::new(self.clone()))
+        Transport::new(self.st.clone())
     }
 
     /// Everything written so far.
@@ -236,21 +250,31 @@ impl StringTransport {
     }
 }
 
-impl TransportDriver for StringTransport {
+impl State {
+    fn dispatch(&self, f: impl FnOnce(&mut dyn Protocol)) {
+        let taken = self.protocol.borrow_mut().take();
+        if let Some(mut p) = taken {
+            f(&mut *p);
+            *self.protocol.borrow_mut() = Some(p);
+        }
+    }
+}
+
+impl TransportDriver for State {
     fn write(&self, data: &[u8]) {
-        if !self.st.aborted.get() {
-            self.st.written.borrow_mut().extend_from_slice(data);
+        if !self.aborted.get() {
+            self.written.borrow_mut().extend_from_slice(data);
         }
     }
     fn lose_connection(&self) {
-        self.st.disconnecting.set(true);
+        self.disconnecting.set(true);
     }
     fn abort_connection(&self) {
-        self.st.aborted.set(true);
-        self.st.disconnecting.set(true);
+        self.aborted.set(true);
+        self.disconnecting.set(true);
     }
     fn lose_write_connection(&self) {
-        self.st.write_closed.set(true);
+        self.write_closed.set(true);
     }
     fn get_peer(&self) -> Address {
         self.peer
@@ -259,7 +283,7 @@ impl TransportDriver for StringTransport {
         self.host
     }
     fn register_producer(&self, producer: Producer) -> Result<(), ProducerError> {
-        let mut p = self.st.producer.borrow_mut();
+        let mut p = self.producer.borrow_mut();
         if p.is_some() {
             return Err(ProducerError::AlreadyRegistered);
         }
@@ -267,37 +291,39 @@ impl TransportDriver for StringTransport {
         Ok(())
     }
     fn unregister_producer(&self) {
-        *self.st.producer.borrow_mut() = None;
+        *self.producer.borrow_mut() = None;
     }
     fn pause_producing(&self) {
-        self.st.reading_paused.set(true);
+        self.reading_paused.set(true);
     }
     fn resume_producing(&self) {
-        self.st.reading_paused.set(false);
+        self.reading_paused.set(false);
     }
     fn set_tcp_nodelay(&self, enabled: bool) -> bool {
-        self.st.nodelay.set(enabled);
+        self.nodelay.set(enabled);
         true
     }
     fn connected(&self) -> bool {
-        !self.st.disconnecting.get()
+        !self.disconnecting.get()
     }
     fn disconnecting(&self) -> bool {
-        self.st.disconnecting.get()
+        self.disconnecting.get()
     }
     fn buffered(&self) -> usize {
         0
     }
     fn call_later_scoped(&self, delay: Duration, f: ScopedCall) -> DelayedCall {
-        match &self.st.clock {
-            Some(clock) if self.st.owned.get() && !self.st.lost.get() => {
-                let me = self.clone();
+        match &self.clock {
+            Some(clock) if self.owned.get() && !self.lost.get() => {
+                let me = self.me.clone();
                 let call = clock.call_later(delay, move || {
-                    if !me.st.lost.get() {
-                        me.dispatch(f);
+                    if let Some(me) = me.upgrade() {
+                        if !me.lost.get() {
+                            me.dispatch(f);
+                        }
                     }
                 });
-                let mut scoped = self.st.scoped.borrow_mut();
+                let mut scoped = self.scoped.borrow_mut();
                 scoped.retain(DelayedCall::active);
                 scoped.push(call.clone());
                 call
@@ -309,6 +335,55 @@ impl TransportDriver for StringTransport {
                 call
             }
         }
+    }
+}
+
+/// The same as the [`Transport`] [`transport`](StringTransport::transport) returns.
+impl TransportDriver for StringTransport {
+    fn write(&self, data: &[u8]) {
+        self.st.write(data);
+    }
+    fn lose_connection(&self) {
+        self.st.lose_connection();
+    }
+    fn abort_connection(&self) {
+        self.st.abort_connection();
+    }
+    fn lose_write_connection(&self) {
+        self.st.lose_write_connection();
+    }
+    fn get_peer(&self) -> Address {
+        self.st.peer
+    }
+    fn get_host(&self) -> Address {
+        self.st.host
+    }
+    fn register_producer(&self, producer: Producer) -> Result<(), ProducerError> {
+        self.st.register_producer(producer)
+    }
+    fn unregister_producer(&self) {
+        self.st.unregister_producer();
+    }
+    fn pause_producing(&self) {
+        self.st.pause_producing();
+    }
+    fn resume_producing(&self) {
+        self.st.resume_producing();
+    }
+    fn set_tcp_nodelay(&self, enabled: bool) -> bool {
+        self.st.set_tcp_nodelay(enabled)
+    }
+    fn connected(&self) -> bool {
+        self.st.connected()
+    }
+    fn disconnecting(&self) -> bool {
+        self.st.disconnecting()
+    }
+    fn buffered(&self) -> usize {
+        self.st.buffered()
+    }
+    fn call_later_scoped(&self, delay: Duration, f: ScopedCall) -> DelayedCall {
+        self.st.call_later_scoped(delay, f)
     }
 }
 
@@ -382,5 +457,65 @@ mod tests {
         tr.lose(&mut p, None);
         assert_eq!(*got.borrow(), Failure::new(ConnectionAborted).to_string());
         assert!(tr.aborted());
+    }
+
+    /// Counts live instances.
+    struct Counted {
+        live: Rc<Cell<i32>>,
+        t: Transport,
+    }
+    impl Counted {
+        fn new(live: &Rc<Cell<i32>>) -> Box<Counted> {
+            live.set(live.get() + 1);
+            Box::new(Counted {
+                live: live.clone(),
+                t: Transport::default(),
+            })
+        }
+    }
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.live.set(self.live.get() - 1);
+        }
+    }
+    impl Protocol for Counted {
+        fn connection_made(&mut self, t: &Transport) {
+            self.t = t.clone();
+            t.call_later(Duration::from_secs(5), |me: &mut Counted| {
+                me.t.write(b"late");
+            });
+        }
+        fn data_received(&mut self, data: &[u8]) {
+            self.t.write(data);
+        }
+    }
+
+    #[test]
+    fn an_owned_protocol_is_freed_with_the_transport() {
+        let clock = Clock::new();
+        let live = Rc::new(Cell::new(0));
+        let tr = StringTransport::with_clock(&clock);
+        tr.make_connection(Counted::new(&live));
+        tr.data_received(b"echo");
+        assert_eq!(tr.value(), b"echo", "the protocol's handle works");
+        tr.connection_lost(None);
+        assert_eq!(
+            live.get(),
+            1,
+            "kept for inspection while the transport lives"
+        );
+        drop(tr);
+        assert_eq!(live.get(), 0, "the protocol is freed with its transport");
+
+        // Also with a scoped call still pending and no connection_lost.
+        let tr = StringTransport::with_clock(&clock);
+        tr.make_connection(Counted::new(&live));
+        let handle = tr.with_protocol(|p: &mut Counted| p.t.clone()).unwrap();
+        drop(tr);
+        assert_eq!(live.get(), 0);
+        assert!(!handle.connected(), "the protocol's handle is detached");
+        handle.write(b"ignored");
+        assert_eq!(handle.get_peer().to_string(), "tcp:192.168.1.1:54321");
+        clock.advance(Duration::from_secs(10)); // the pending call finds nothing to run
     }
 }

@@ -808,3 +808,227 @@ impl torsion::reactor::ReactorRandom for ClientClock {
         self.0.next_u64()
     }
 }
+
+/// Live-object counts for [`connections_are_freed_after_connection_lost`].
+#[derive(Default)]
+struct Alive {
+    /// Protocols not yet dropped.
+    protocols: Cell<i64>,
+    /// Transport handles held by protocols, not yet dropped.
+    transports: Cell<i64>,
+    /// `connection_lost` calls.
+    lost: Cell<u32>,
+    /// One clone of every connection's transport, kept by the test: it must not keep the
+    /// connection alive, and must answer as detached once the connection is gone.
+    seen: RefCell<Vec<(Transport, Address)>>,
+    /// What each side heard in `connection_lost`.
+    reasons: RefCell<Vec<String>>,
+}
+
+/// A transport field whose drop is counted.
+struct CountedTransport {
+    t: Transport,
+    alive: Rc<Alive>,
+}
+impl Drop for CountedTransport {
+    fn drop(&mut self) {
+        self.alive.transports.set(self.alive.transports.get() - 1);
+    }
+}
+
+/// How a [`Tracked`] client ends its connection.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    /// The client closes cleanly once the server answered.
+    ClientLoses,
+    /// The server aborts: the client sees a reset.
+    ServerAborts,
+    /// The client aborts once the server answered: the server sees a reset.
+    ClientAborts,
+}
+
+/// A protocol whose drop, and whose transport's drop, are counted.
+struct Tracked {
+    side: &'static str,
+    ending: Option<Ending>,
+    t: Option<CountedTransport>,
+    alive: Rc<Alive>,
+}
+impl Tracked {
+    fn new(side: &'static str, ending: Option<Ending>, alive: &Rc<Alive>) -> Tracked {
+        alive.protocols.set(alive.protocols.get() + 1);
+        Tracked {
+            side,
+            ending,
+            t: None,
+            alive: alive.clone(),
+        }
+    }
+}
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.alive.protocols.set(self.alive.protocols.get() - 1);
+    }
+}
+impl Protocol for Tracked {
+    fn connection_made(&mut self, t: &Transport) {
+        self.alive.transports.set(self.alive.transports.get() + 1);
+        self.t = Some(CountedTransport {
+            t: t.clone(),
+            alive: self.alive.clone(),
+        });
+        self.alive.seen.borrow_mut().push((t.clone(), t.get_peer()));
+        if let Some(ending) = self.ending {
+            // One byte each, so that no fragmentation splits a request.
+            t.write(match ending {
+                Ending::ServerAborts => b"a",
+                _ => b"h",
+            });
+        }
+    }
+    fn data_received(&mut self, d: &[u8]) {
+        let Some(t) = self.t.as_ref().map(|c| c.t.clone()) else {
+            return;
+        };
+        match self.ending {
+            // The server: abort on request, else answer.
+            None if d.contains(&b'a') => t.abort_connection(),
+            None => t.write(b"k"),
+            Some(Ending::ClientLoses) => t.lose_connection(),
+            Some(Ending::ClientAborts) => t.abort_connection(),
+            Some(Ending::ServerAborts) => {}
+        }
+    }
+    fn connection_lost(&mut self, reason: Failure) {
+        let kind = if reason.is::<ConnectionDone>() {
+            "done"
+        } else if reason.is::<ConnectionAborted>() {
+            "aborted"
+        } else {
+            "reset"
+        };
+        let ending = self.ending.map_or(String::new(), |e| format!(" {e:?}"));
+        self.alive
+            .reasons
+            .borrow_mut()
+            .push(format!("{}{ending}: {kind}", self.side));
+        self.alive.lost.set(self.alive.lost.get() + 1);
+    }
+}
+
+/// A client factory for one [`Tracked`] connection.
+struct TrackedClient {
+    ending: Ending,
+    alive: Rc<Alive>,
+    lost: Rc<Cell<u32>>,
+}
+impl Factory for TrackedClient {
+    fn build_protocol(&self, _a: &Address) -> Option<Box<dyn Protocol>> {
+        Some(Box::new(Tracked::new(
+            "client",
+            Some(self.ending),
+            &self.alive,
+        )))
+    }
+}
+impl ClientFactory for TrackedClient {
+    fn client_connection_lost(&self, _c: &Connector, _reason: Failure) {
+        self.lost.set(self.lost.get() + 1);
+    }
+}
+
+/// After `connection_lost`, on both sides and however the connection ended (a clean close, an
+/// abort, a reset by the peer), the protocol, the transports it held and the connection are
+/// all dropped; the connectors and their factories are dropped once done; a stopped listening
+/// port drops its factory. Handles kept elsewhere do not keep a connection alive: they answer
+/// as detached (not connected, writes ignored) and still know their peer.
+pub fn connections_are_freed_after_connection_lost(env: &dyn Env) {
+    let alive = Rc::new(Alive::default());
+    let a = alive.clone();
+    let server_factory =
+        factory_fn(move |_| Some(Box::new(Tracked::new("server", None, &a)) as Box<dyn Protocol>));
+    let server_factory_gone = Rc::downgrade(&server_factory);
+    let port = env
+        .server()
+        .listen_tcp(env.port(), server_factory)
+        .expect("listen");
+    let endings = [
+        Ending::ClientLoses,
+        Ending::ServerAborts,
+        Ending::ClientAborts,
+    ];
+    let client_lost = Rc::new(Cell::new(0u32));
+    let mut factories = Vec::new();
+    for ending in endings {
+        let f = Rc::new(TrackedClient {
+            ending,
+            alive: alive.clone(),
+            lost: client_lost.clone(),
+        });
+        factories.push(Rc::downgrade(&f));
+        // The connector handle is not kept: the reactor keeps it while it is in use.
+        env.client().connect_tcp(&env.server_name(), env.port(), f);
+    }
+    let (a, cl) = (alive.clone(), client_lost.clone());
+    let all_lost = move || a.lost.get() == 6 && cl.get() == 3;
+    assert!(
+        env.run_until(&all_lost, LIMIT),
+        "every connection ends: {:?}",
+        alive.reasons.borrow()
+    );
+    let a = alive.clone();
+    let freed = move || {
+        a.protocols.get() == 0
+            && a.transports.get() == 0
+            && a.seen.borrow().iter().all(|(t, _)| !t.is_attached())
+    };
+    assert!(
+        env.run_until(&freed, LIMIT),
+        "{} protocols and {} transports still alive, {} of {} connections still attached",
+        alive.protocols.get(),
+        alive.transports.get(),
+        alive
+            .seen
+            .borrow()
+            .iter()
+            .filter(|(t, _)| t.is_attached())
+            .count(),
+        alive.seen.borrow().len(),
+    );
+    let mut reasons = alive.reasons.borrow().clone();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        vec![
+            "client ClientAborts: aborted",
+            "client ClientLoses: done",
+            "client ServerAborts: reset",
+            "server: aborted",
+            "server: done",
+            "server: reset",
+        ]
+    );
+    for (t, peer) in alive.seen.borrow().iter() {
+        assert!(!t.connected() && !t.disconnecting(), "detached: {t:?}");
+        t.write(b"ignored");
+        t.lose_connection();
+        assert_eq!(t.buffered(), 0);
+        assert_eq!(
+            t.get_peer(),
+            *peer,
+            "a detached handle still knows its peer"
+        );
+    }
+    assert!(
+        factories.iter().all(|f| f.upgrade().is_none()),
+        "connectors (and their factories) are dropped once done"
+    );
+    assert!(server_factory_gone.upgrade().is_some(), "still listening");
+    let _ = port.stop_listening();
+    drop(port);
+    env.run_for(Duration::from_millis(10));
+    assert!(
+        server_factory_gone.upgrade().is_none(),
+        "a stopped port drops its factory"
+    );
+}

@@ -60,4 +60,5 @@ conformance!(
     defer_to_thread_fires_on_the_reactor,
     call_from_thread_runs_on_the_reactor,
     reconnecting_client_factory_retry_timing,
+    connections_are_freed_after_connection_lost,
 );
