@@ -20,7 +20,7 @@ struct Counted {
 }
 
 impl Counted {
-    fn new(live: &Rc<Cell<i64>>, close_after: Option<usize>) -> Box<dyn Protocol> {
+    fn boxed(live: &Rc<Cell<i64>>, close_after: Option<usize>) -> Box<dyn Protocol> {
         live.set(live.get() + 1);
         Box::new(Counted {
             live: live.clone(),
@@ -58,7 +58,7 @@ fn world(seed: u64, live: &Rc<Cell<i64>>, closed: usize, open: usize) -> Sim {
     let client = sim.host("client");
     let l = live.clone();
     server
-        .listen_tcp(80, factory_fn(move |_| Some(Counted::new(&l, None))))
+        .listen_tcp(80, factory_fn(move |_| Some(Counted::boxed(&l, None))))
         .expect("listen");
     for i in 0..closed + open {
         let l = live.clone();
@@ -66,7 +66,7 @@ fn world(seed: u64, live: &Rc<Cell<i64>>, closed: usize, open: usize) -> Sim {
         client.connect_tcp(
             "server",
             80,
-            factory_fn(move |_| Some(Counted::new(&l, close_after))),
+            factory_fn(move |_| Some(Counted::boxed(&l, close_after))),
         );
     }
     sim

@@ -18,8 +18,8 @@ use crate::protocol::{
     EofAction, Factory, FactoryStarts,
 };
 use crate::reactor::{
-    CannotListenError, DelayedCall, ListeningPort, ListeningPortDriver, ReactorThreadsExt,
-    ReactorTime, ReactorTimeExt,
+    CannotListenError, DelayedCall, Instant, ListeningPort, ListeningPortDriver, ReactorThreadsExt,
+    ReactorTime, ReactorTimeExt, TimerQueue,
 };
 
 /// How long accept backs off after running out of file descriptors.
@@ -155,6 +155,29 @@ pub(crate) fn accept(inner: &Inner, l: &Rc<Listener>) {
     }
 }
 
+/// A connection's clock: the reactor, without keeping it alive. The reactor owns its
+/// connections; a strong handle here would make a cycle (reactor → connection → reactor)
+/// that keeps a dropped reactor, its sockets and its protocols alive forever. Once the reactor
+/// is gone, calls come back cancelled.
+struct ConnClock(Weak<Inner>);
+
+impl ReactorTime for ConnClock {
+    fn seconds(&self) -> Instant {
+        self.0.upgrade().map_or(Instant::ZERO, |inner| inner.now())
+    }
+
+    fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
+        match self.0.upgrade().and_then(|inner| inner.handle()) {
+            Some(reactor) => reactor.call_later_boxed(delay, f),
+            None => {
+                let call = TimerQueue::new().call_later_boxed(delay, f);
+                let _ = call.cancel();
+                call
+            }
+        }
+    }
+}
+
 /// One TCP connection: the socket and the shared [`Connection`] state.
 pub(crate) struct TcpConn {
     pub(crate) token: Cell<Token>,
@@ -176,8 +199,7 @@ impl TcpConn {
         peer: Address,
         protocol: Box<dyn crate::protocol::Protocol>,
     ) -> Option<Rc<TcpConn>> {
-        let reactor = inner.handle()?;
-        let clock: Rc<dyn ReactorTime> = Rc::new(reactor);
+        let clock: Rc<dyn ReactorTime> = Rc::new(ConnClock(inner.me.clone()));
         let r = inner.me.clone();
         let c = Rc::new_cyclic(|me: &Weak<TcpConn>| {
             let me = me.clone();

@@ -296,3 +296,43 @@ fn udp_datagrams_both_ways_and_connected_ports() {
     let _ = a.stop_listening();
     assert_eq!(a.write_connected(b"late"), Err(UdpError::Closed));
 }
+
+/// Counts live instances.
+struct Counted {
+    live: Rc<Cell<i32>>,
+    _t: Transport,
+}
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.live.set(self.live.get() - 1);
+    }
+}
+impl Protocol for Counted {
+    fn connection_made(&mut self, t: &Transport) {
+        self._t = t.clone();
+    }
+    fn data_received(&mut self, _data: &[u8]) {}
+}
+
+fn counted(live: &Rc<Cell<i32>>) -> Rc<dyn crate::protocol::ClientFactory> {
+    let live = live.clone();
+    factory_fn(move |_| {
+        live.set(live.get() + 1);
+        Some(Box::new(Counted {
+            live: live.clone(),
+            _t: Transport::default(),
+        }) as Box<dyn Protocol>)
+    })
+}
+
+#[test]
+fn a_dropped_reactor_frees_its_open_connections() {
+    let live = Rc::new(Cell::new(0));
+    let r = MioReactor::new().unwrap();
+    r.start_running().unwrap();
+    let port = r.listen_tcp(0, counted(&live)).unwrap();
+    r.connect_tcp("127.0.0.1", port.get_host().addr.port(), counted(&live));
+    assert!(spin(&r, || live.get() == 2 && r.connection_count() == 2));
+    drop((port, r));
+    assert_eq!(live.get(), 0, "both protocols go with the reactor");
+}

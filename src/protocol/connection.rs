@@ -15,6 +15,11 @@
 //! running. Notifications that Twisted delivers synchronously (a producer paused from inside
 //! `write`) are queued for the next turn with the clock's `call_soon`.
 //!
+//! The driver owns the `Connection` (and through it the protocol); the [`Transport`] handles
+//! it gives out do not own it (see [`Transport::weak`]). So when the driver drops a
+//! connection after `connection_lost` — or is itself dropped — the protocol goes with it, and
+//! no reference cycle through the protocol's own handle keeps either alive.
+//!
 //! A panic in any protocol callback is caught at this boundary; the connection is aborted and
 //! `connection_lost` receives a [`Panicked`](crate::error::Panicked) failure carrying the
 //! message. Other connections are unaffected.

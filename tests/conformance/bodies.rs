@@ -1031,4 +1031,33 @@ pub fn connections_are_freed_after_connection_lost(env: &dyn Env) {
         server_factory_gone.upgrade().is_none(),
         "a stopped port drops its factory"
     );
+
+    // A reconnecting factory that gives up (the port is closed now; one retry allowed) is
+    // dropped with its connector.
+    use torsion::protocol::{Backoff, ReconnectingClientFactory, RetryPolicy};
+    let client = env.client();
+    let failed = Rc::new(Cell::new(0));
+    let inner = Rc::new(Attempts {
+        clock: client.clone(),
+        at: Rc::default(),
+        failed: failed.clone(),
+    });
+    let policy = RetryPolicy {
+        initial_delay: Duration::from_millis(10),
+        jitter: 0.0,
+        max_retries: Some(1),
+        ..RetryPolicy::default()
+    };
+    let backoff = Backoff::with_policy(Rc::new(ClientClock(client.clone())), policy);
+    let factory = ReconnectingClientFactory::new(backoff, inner);
+    let gone = Rc::downgrade(&factory);
+    client.connect_tcp(&env.server_name(), env.port(), factory);
+    let f = failed.clone();
+    assert!(env.run_until(&move || f.get() == 2, LIMIT));
+    env.run_for(Duration::from_millis(50));
+    assert_eq!(failed.get(), 2, "one attempt and one retry");
+    assert!(
+        gone.upgrade().is_none(),
+        "a reconnecting factory that gave up is dropped with its connector"
+    );
 }
