@@ -14,6 +14,8 @@ pub(crate) mod connect;
 pub(crate) mod flight;
 pub(crate) mod link;
 pub(crate) mod tcp;
+#[cfg(test)]
+mod tests;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
