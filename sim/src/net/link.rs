@@ -3,7 +3,7 @@
 //! Whatever it carries — a SYN, a SYN-ACK, a refusal, data, FIN, RST, a window update, a
 //! datagram — a [`Packet`] goes through [`send`], which applies, in order:
 //!
-//! 1. **The fault rules** ([`Rule`], built from [`Faults`] once per run): each rule may
+//! 1. **The fault rules** ([`Rule`](super::rules::Rule), built from [`Faults`] once per run): each rule may
 //!    decide the packet's [`Fate`] — pass, hold (a cut link), drop, reset — or change how it
 //!    passes: delay it (a latency spike), duplicate it, let it skip the ordering step. The
 //!    first rule that decides a fate ends the chain. Every probabilistic rule draws "no
@@ -33,6 +33,7 @@ use std::rc::{Rc, Weak};
 use crate::faults::Faults;
 use crate::net::connect::{Refused, Syn, SynAck};
 use crate::net::flight::Flight;
+pub(crate) use crate::net::rules::{Fate, Rule, Verdict};
 use crate::net::tcp::SimConn;
 use crate::trace::Kind;
 use crate::udp::Datagram;
@@ -65,9 +66,9 @@ pub(crate) enum Payload {
 }
 
 impl Payload {
-    /// Whether a cut link holds it (it belongs to a connection, which TCP would retransmit)
-    /// rather than drops it.
-    fn held_by_partition(&self) -> bool {
+    /// Whether it belongs to an established connection (on one side at least). A cut link
+    /// holds such packets, which TCP would retransmit, and drops the others.
+    pub(crate) fn of_connection(&self) -> bool {
         !matches!(
             self,
             Payload::Syn(_) | Payload::Refused(_) | Payload::Datagram(_)
@@ -123,136 +124,6 @@ impl Packet {
     }
 }
 
-/// What the fault rules decided for a packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Fate {
-    /// It crosses.
-    Pass,
-    /// A cut link holds it until it heals.
-    Hold,
-    /// It is lost.
-    Drop,
-    /// The connection is reset in its place (a data segment: the peer gets RST and the
-    /// sender loses the connection; a SYN: the connect is refused).
-    Reset,
-}
-
-/// The fault rules' decision for one packet, with how it passes.
-struct Verdict {
-    fate: Fate,
-    /// Why it is dropped or reset (for the trace).
-    what: &'static str,
-    /// Extra delay, in nanoseconds.
-    delay: u64,
-    /// Copies that cross (a duplicated datagram crosses twice).
-    copies: u8,
-    /// Whether it goes through the ordering step.
-    ordered: bool,
-}
-
-/// One fault rule. The chain of a run holds only the rules whose rate is not zero.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Rule {
-    /// A cut link holds or drops (see the module doc).
-    Partition,
-    /// Per connection attempt, in millionths: refused.
-    Refuse(u32),
-    /// Per data segment, in millionths: the connection is reset instead.
-    Reset(u32),
-    /// Per datagram, in millionths: lost.
-    Loss(u32),
-    /// Per datagram, in millionths: delivered twice.
-    Duplicate(u32),
-    /// Per datagram, in millionths: it skips the ordering step, so it may overtake or be
-    /// overtaken by the link's other datagrams.
-    Reorder(u32),
-    /// Per packet, in millionths: an extra delay of up to `max_us` microseconds.
-    Spike {
-        /// The rate.
-        ppm: u32,
-        /// The largest spike.
-        max_us: u64,
-    },
-}
-
-impl Rule {
-    /// The chain of rules for `faults`, in the order they apply.
-    pub(crate) fn chain(faults: &Faults) -> Vec<Rule> {
-        let mut rules = Vec::new();
-        if !faults.partitions.is_empty() {
-            rules.push(Rule::Partition);
-        }
-        let rated = [
-            (faults.refuse_ppm, Rule::Refuse(faults.refuse_ppm)),
-            (faults.reset_ppm, Rule::Reset(faults.reset_ppm)),
-            (faults.udp_loss_ppm, Rule::Loss(faults.udp_loss_ppm)),
-            (faults.udp_dup_ppm, Rule::Duplicate(faults.udp_dup_ppm)),
-            (
-                faults.udp_reorder_ppm,
-                Rule::Reorder(faults.udp_reorder_ppm),
-            ),
-            (
-                faults.spike_ppm,
-                Rule::Spike {
-                    ppm: faults.spike_ppm,
-                    max_us: faults.spike.as_micros().min(u128::from(u64::MAX)) as u64,
-                },
-            ),
-        ];
-        rules.extend(rated.into_iter().filter(|r| r.0 > 0).map(|r| r.1));
-        rules
-    }
-
-    fn apply(self, world: &World, pkt: &Packet, v: &mut Verdict) {
-        let datagram = matches!(pkt.payload, Payload::Datagram(_));
-        match self {
-            Rule::Partition => {
-                if world.net.link.is_cut(pkt.from, pkt.to) {
-                    if pkt.payload.held_by_partition() {
-                        v.fate = Fate::Hold;
-                    } else {
-                        v.fate = Fate::Drop;
-                        v.what = "lost in partition";
-                    }
-                }
-            }
-            Rule::Refuse(ppm) => {
-                if matches!(pkt.payload, Payload::Syn(_)) && world.chance(ppm) {
-                    v.fate = Fate::Reset;
-                    v.what = "connect refused";
-                }
-            }
-            Rule::Reset(ppm) => {
-                if matches!(pkt.payload, Payload::Data { .. }) && world.chance(ppm) {
-                    v.fate = Fate::Reset;
-                    v.what = "reset";
-                }
-            }
-            Rule::Loss(ppm) => {
-                if datagram && world.chance(ppm) {
-                    v.fate = Fate::Drop;
-                    v.what = "datagram lost";
-                }
-            }
-            Rule::Duplicate(ppm) => {
-                if datagram && world.chance(ppm) {
-                    v.copies = 2;
-                }
-            }
-            Rule::Reorder(ppm) => {
-                if datagram && world.chance(ppm) {
-                    v.ordered = false;
-                }
-            }
-            Rule::Spike { ppm, max_us } => {
-                if world.chance(ppm) {
-                    v.delay += world.decide.borrow_mut().range(0, max_us) * 1_000;
-                }
-            }
-        }
-    }
-}
-
 /// An ordering cell: the latest arrival of the packets that must not be overtaken.
 type Order = Rc<Cell<u64>>;
 
@@ -280,7 +151,7 @@ impl Link {
         }
     }
 
-    fn is_cut(&self, from: usize, to: usize) -> bool {
+    pub(crate) fn is_cut(&self, from: usize, to: usize) -> bool {
         let cut = self.cut.borrow();
         !cut.is_empty() && cut.contains_key(&(from, to))
     }
@@ -298,13 +169,7 @@ impl Link {
 /// Sends `pkt` across the link: the fault rules, the ordering step, the in-flight queue.
 /// Returns the packet's fate, for a sender that must react to it (a reset).
 pub(crate) fn send(world: &Rc<World>, mut pkt: Packet) -> Fate {
-    let mut v = Verdict {
-        fate: Fate::Pass,
-        what: "",
-        delay: 0,
-        copies: 1,
-        ordered: true,
-    };
+    let mut v = Verdict::PASS;
     for &rule in &world.net.link.rules {
         rule.apply(world, &pkt, &mut v);
         if v.fate != Fate::Pass {
@@ -320,7 +185,9 @@ pub(crate) fn send(world: &Rc<World>, mut pkt: Packet) -> Fate {
             _ => {}
         }
     }
-    let (from, conn) = (pkt.from, (pkt.from_conn != 0).then_some(pkt.from_conn));
+    // A fault is traced on the sending connection, if the packet belongs to one.
+    let on_conn = pkt.payload.of_connection();
+    let (from, conn) = (pkt.from, on_conn.then_some(pkt.from_conn));
     let fault = |what: &str| {
         let what = what.to_string();
         world.record(Some(from), conn, Kind::Fault { what });

@@ -3,7 +3,7 @@
 //!
 //! - [`link`]: every crossing between hosts — SYN, SYN-ACK, refusal, data, FIN, RST,
 //!   window update, datagram — is a [`Packet`] sent through [`link::send`]: the fault rules
-//!   decide its fate, one ordering step gives its arrival time, one in-flight queue
+//!   ([`rules`]) decide its fate, one ordering step gives its arrival time, one in-flight queue
 //!   ([`flight`]) holds it, and [`link::arrive`] is the one entry point through which hosts
 //!   receive. A fault that exists in one place cannot be forgotten in another.
 //! - [`tcp`]: the two ends of a connection (two ordered byte pipes with receive windows).
@@ -13,6 +13,7 @@
 pub(crate) mod connect;
 pub(crate) mod flight;
 pub(crate) mod link;
+pub(crate) mod rules;
 pub(crate) mod tcp;
 #[cfg(test)]
 mod tests;
