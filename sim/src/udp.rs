@@ -1,6 +1,6 @@
 //! Simulated UDP: datagrams that may be lost, duplicated or reordered.
 //!
-//! A datagram crosses the [link](crate::net::link) like every packet: partitions drop it,
+//! A datagram crosses the [`link`] like every packet: partitions drop it,
 //! and its own fault rules (`udp_loss_ppm`, `udp_dup_ppm`, `udp_reorder_ppm` in
 //! [`Faults`](crate::Faults)) lose it, deliver it twice, or let it skip the link's order
 //! (choice 0: delivered once, in the order sent). A datagram to a port nobody listens on,

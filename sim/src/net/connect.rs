@@ -1,6 +1,6 @@
 //! Connecting and listening: connectors, the handshake, listeners.
 //!
-//! A connect sends a SYN across the [link](super::link). The server's host, if it has a
+//! A connect sends a SYN across the [`link`]. The server's host, if it has a
 //! listener on the port whose factory builds a protocol, creates its end at once (accept,
 //! `connection_made`) and answers with a SYN-ACK; otherwise with a refusal. The client's
 //! end is created when the SYN-ACK arrives, if the attempt is still the connector's

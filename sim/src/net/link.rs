@@ -3,7 +3,7 @@
 //! Whatever it carries — a SYN, a SYN-ACK, a refusal, data, FIN, RST, a window update, a
 //! datagram — a [`Packet`] goes through [`send`], which applies, in order:
 //!
-//! 1. **The fault rules** ([`Rule`](super::rules::Rule), built from [`Faults`] once per run): each rule may
+//! 1. **The fault rules** ([`Rule`], built from [`Faults`] once per run): each rule may
 //!    decide the packet's [`Fate`] — pass, hold (a cut link), drop, reset — or change how it
 //!    passes: delay it (a latency spike), duplicate it, let it skip the ordering step. The
 //!    first rule that decides a fate ends the chain. Every probabilistic rule draws "no
@@ -14,7 +14,7 @@
 //! 3. **One in-flight queue** ([`Flight`]), which the world's scheduler reads.
 //!
 //! Hosts receive through one entry point, [`arrive`], which hands each kind of packet to
-//! its end: [`tcp`](super::tcp), [`connect`](super::connect) or [`udp`](crate::udp).
+//! its end: [`tcp`](super::tcp), [`connect`](mod@super::connect) or [`udp`](crate::udp).
 //!
 //! Partitions cut links, per direction. A link stays cut while any partition covers it
 //! (partitions are counted, so overlapping ones heal at the last heal). A cut link *holds*

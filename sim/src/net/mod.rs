@@ -7,7 +7,7 @@
 //!   ([`flight`]) holds it, and [`link::arrive`] is the one entry point through which hosts
 //!   receive. A fault that exists in one place cannot be forgotten in another.
 //! - [`tcp`]: the two ends of a connection (two ordered byte pipes with receive windows).
-//! - [`connect`]: connectors, listeners, and the handshake.
+//! - [`connect`](mod@connect): connectors, listeners, and the handshake.
 //! - UDP datagrams are in [`crate::udp`]; they cross the same link.
 
 pub(crate) mod connect;

@@ -3,7 +3,7 @@
 //! A connection is two ordered byte pipes. Writes are buffered in the engine's
 //! [`Connection`]; after each event the world flushes dirty connections here: pending output
 //! is cut into segments at chosen points (choice 0: the whole write as one segment), and
-//! each segment crosses the [link](super::link), which keeps a direction in order.
+//! each segment crosses the [`link`], which keeps a direction in order.
 //!
 //! Flow control: each direction has a receive window. A sender may have at most `window`
 //! bytes sent and not yet acknowledged as read by the peer's protocol, so a reader that
