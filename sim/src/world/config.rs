@@ -14,8 +14,10 @@ pub struct Config {
     /// Whether writes may be split into several segments (on by default: arbitrary
     /// fragmentation is the default hardship for every parser).
     pub fragment: bool,
-    /// Receive window per direction, in bytes: a reader that stops reading stalls its
-    /// writer once this much is in flight or unread.
+    /// Receive window per direction, in bytes: a writer may have this much sent and not yet
+    /// acknowledged as read, so a reader that stops reading stalls its writer. The reader's
+    /// acknowledgements cross the link like any packet (on its data, or as a window update
+    /// once half a window is owed): they take a latency, and a partition holds them.
     pub window: usize,
     /// Whether same-time events on different hosts may be reordered.
     pub reorder: bool,
