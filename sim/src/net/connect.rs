@@ -1,7 +1,8 @@
 //! Connecting and listening: connectors, the handshake, listeners.
 //!
 //! A connect sends a SYN across the [`link`]. The server's host, if it has a
-//! listener on the port whose factory builds a protocol, creates its end at once (accept,
+//! listener on the port whose factory builds a protocol (and the SYN was not marked refused by
+//! the refuse fault), creates its end at once (accept,
 //! `connection_made`) and answers with a SYN-ACK; otherwise with a refusal. The client's
 //! end is created when the SYN-ACK arrives, if the attempt is still the connector's
 //! current one; otherwise (a timeout, a stop, a crash came first) the server's end is reset.
@@ -34,6 +35,15 @@ pub(crate) struct Syn {
     peer: String,
     connector: Rc<SimConnector>,
     attempt: u64,
+    /// Refused by a fault, whatever listens.
+    refused: bool,
+}
+
+impl Syn {
+    /// Marks it refused (the refuse fault): its receiver answers with a refusal.
+    pub(crate) fn refuse(&mut self) {
+        self.refused = true;
+    }
 }
 
 /// The server's answer to a SYN it accepted.
@@ -52,15 +62,6 @@ pub(crate) struct Refused {
 }
 
 impl Refused {
-    /// The refusal of `syn` (by the network: a refused-connect fault).
-    pub(crate) fn answer(syn: Syn) -> Payload {
-        Payload::Refused(Box::new(Refused {
-            connector: syn.connector,
-            attempt: syn.attempt,
-            peer: syn.peer,
-        }))
-    }
-
     /// The refusal reaches the client.
     pub(crate) fn arrive(self) {
         let peer = self.peer;
@@ -179,6 +180,7 @@ impl SimConnector {
             peer,
             connector: strong,
             attempt,
+            refused: false,
         };
         let mut pkt = Packet::between(st.index, server, Payload::Syn(Box::new(syn)));
         pkt.from_conn = cid;
@@ -197,12 +199,20 @@ pub(crate) fn syn_arrive(world: &Rc<World>, client: usize, cid: u64, server: usi
         .borrow()
         .get(&syn.port)
         .map(|l| l.factory.clone());
-    let protocol = factory.and_then(|f| f.build_protocol(&syn.client_addr));
+    let protocol = match factory {
+        Some(f) if !syn.refused => f.build_protocol(&syn.client_addr),
+        _ => None,
+    };
     let Some(protocol) = protocol else {
+        let peer = if syn.refused {
+            syn.peer
+        } else {
+            format!("{}:{}", host.ip(), syn.port)
+        };
         let refused = Refused {
             connector: syn.connector,
             attempt: syn.attempt,
-            peer: format!("{}:{}", host.ip(), syn.port),
+            peer,
         };
         let mut pkt = Packet::between(server, client, Payload::Refused(Box::new(refused)));
         pkt.to_conn = cid;

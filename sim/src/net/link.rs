@@ -32,6 +32,7 @@ use std::rc::{Rc, Weak};
 
 use crate::faults::Faults;
 use crate::net::connect::{Refused, Syn, SynAck};
+
 use crate::net::flight::Flight;
 pub(crate) use crate::net::rules::{Fate, Rule, Verdict};
 use crate::net::tcp::SimConn;
@@ -216,10 +217,11 @@ pub(crate) fn send(world: &Rc<World>, mut pkt: Packet) -> Fate {
                 Payload::Data { .. } => {
                     send(world, pkt);
                 }
-                Payload::Syn(syn) => {
-                    let mut back = Packet::between(pkt.to, pkt.from, Refused::answer(*syn));
-                    back.to_conn = pkt.from_conn;
-                    send(world, back);
+                // The SYN crosses, and its receiver answers with a refusal.
+                Payload::Syn(mut syn) => {
+                    syn.refuse();
+                    pkt.payload = Payload::Syn(syn);
+                    transmit(world, pkt, v.delay, v.ordered);
                 }
                 _ => {}
             }

@@ -20,7 +20,7 @@ pub(crate) enum Fate {
     /// It is lost.
     Drop,
     /// The connection is reset in its place (a data segment: the peer gets RST and the
-    /// sender loses the connection; a SYN: the connect is refused).
+    /// sender loses the connection; a SYN: it crosses, and is refused whatever listens).
     Reset,
 }
 

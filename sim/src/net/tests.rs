@@ -204,7 +204,8 @@ fn a_partition_drops_the_syn() {
     assert!(sim.trace().render().contains("FAULT lost in partition"));
 }
 
-/// The refuse rule answers a SYN with a refusal: the server never sees the attempt.
+/// The refuse rule: the SYN crosses and is answered with a refusal (a round trip), whatever
+/// listens; the server's protocol never sees the attempt.
 #[test]
 fn refuse_rule_refuses_the_connect() {
     let faults = Faults {
@@ -216,7 +217,7 @@ fn refuse_rule_refuses_the_connect() {
     assert!(server.is_empty(), "{server:?}");
     assert_eq!(client.len(), 1);
     assert!(
-        client[0].starts_with("1ms failed: connection was refused"),
+        client[0].starts_with("2ms failed: connection was refused by server:1"),
         "{client:?}"
     );
 }
