@@ -152,6 +152,7 @@ impl Link {
         }
     }
 
+    /// Whether any partition cuts `from` → `to`.
     pub(crate) fn is_cut(&self, from: usize, to: usize) -> bool {
         let cut = self.cut.borrow();
         !cut.is_empty() && cut.contains_key(&(from, to))
