@@ -44,11 +44,11 @@ pub struct Crash {
 /// The faults of a run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Faults {
-    /// Per data segment, in millionths: the connection is reset.
+    /// Per TCP data segment, in millionths: the connection is reset.
     pub reset_ppm: u32,
     /// Per connection attempt, in millionths: refused.
     pub refuse_ppm: u32,
-    /// Per segment, in millionths: an extra delay of up to `spike`.
+    /// Per packet (of any kind), in millionths: an extra delay of up to `spike`.
     pub spike_ppm: u32,
     /// The largest latency spike.
     pub spike: Duration,
@@ -58,6 +58,14 @@ pub struct Faults {
     pub crashes: Vec<Crash>,
     /// Largest per-host clock drift, in millionths (each host draws its own in `0..=max`).
     pub drift_ppm_max: u32,
+    /// Per UDP datagram, in millionths: lost.
+    pub udp_loss_ppm: u32,
+    /// Per UDP datagram, in millionths: delivered twice.
+    pub udp_dup_ppm: u32,
+    /// Per UDP datagram, in millionths: it does not keep its place in the order of its
+    /// link's datagrams (without this, datagrams between two hosts arrive in the order
+    /// sent).
+    pub udp_reorder_ppm: u32,
 }
 
 impl Faults {
@@ -105,6 +113,9 @@ impl Faults {
                 });
             }
         }
+        f.udp_loss_ppm = RATES[d.choose(4) as usize] * 5;
+        f.udp_dup_ppm = RATES[d.choose(4) as usize] * 5;
+        f.udp_reorder_ppm = RATES[d.choose(4) as usize] * 5;
         f
     }
 
@@ -123,6 +134,13 @@ impl Faults {
             "reset {}ppm, refuse {}ppm, spike {}ppm up to {:?}, drift up to {}ppm",
             self.reset_ppm, self.refuse_ppm, self.spike_ppm, self.spike, self.drift_ppm_max
         );
+        if self.udp_loss_ppm > 0 || self.udp_dup_ppm > 0 || self.udp_reorder_ppm > 0 {
+            let _ = write!(
+                s,
+                ", udp loss {}ppm dup {}ppm reorder {}ppm",
+                self.udp_loss_ppm, self.udp_dup_ppm, self.udp_reorder_ppm
+            );
+        }
         for p in &self.partitions {
             let arrow = if p.one_way { "->" } else { "<->" };
             let _ = write!(

@@ -156,7 +156,8 @@ impl HostState {
         self.queue.pop_due(self.queue.now()).map(|(_, f)| f)
     }
 
-    /// Schedules `f` at the global time `at` (network arrivals).
+    /// Schedules `f` at the global time `at`, untraced (the host's own bookkeeping, such as
+    /// refusing a connect to a host that does not exist; packets between hosts cross the link).
     pub(crate) fn schedule_global(&self, at: u64, f: impl FnOnce() + 'static) {
         self.sync();
         let t = Instant::from_nanos(self.host_time(at));

@@ -81,9 +81,10 @@ pub fn faults(hosts: usize) -> impl Strategy<Value = Faults> {
         proptest::collection::vec(partition, 0..3),
         proptest::collection::vec(crash, 0..2),
         0u32..1_000,
+        (0u32..50_000, 0u32..50_000, 0u32..50_000),
     )
         .prop_map(
-            |(reset_ppm, refuse_ppm, spike_ppm, spike, partitions, crashes, drift)| Faults {
+            |(reset_ppm, refuse_ppm, spike_ppm, spike, partitions, crashes, drift, udp)| Faults {
                 reset_ppm,
                 refuse_ppm,
                 spike_ppm,
@@ -91,6 +92,9 @@ pub fn faults(hosts: usize) -> impl Strategy<Value = Faults> {
                 partitions,
                 crashes,
                 drift_ppm_max: drift,
+                udp_loss_ppm: udp.0,
+                udp_dup_ppm: udp.1,
+                udp_reorder_ppm: udp.2,
             },
         )
 }

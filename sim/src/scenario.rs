@@ -176,6 +176,15 @@ pub struct FaultSpec {
     /// Rules: the largest per-host clock drift, in millionths.
     #[serde(default)]
     pub drift_ppm_max: u32,
+    /// Rules: UDP datagrams lost per million.
+    #[serde(default)]
+    pub udp_loss_ppm: u32,
+    /// Rules: UDP datagrams duplicated per million.
+    #[serde(default)]
+    pub udp_dup_ppm: u32,
+    /// Rules: UDP datagrams reordered per million.
+    #[serde(default)]
+    pub udp_reorder_ppm: u32,
     /// Rules: partitions.
     #[serde(default)]
     pub partitions: Vec<PartitionRule>,
@@ -461,6 +470,9 @@ impl Scenario {
             spike_ppm: f.spike_ppm,
             spike: Duration::from_millis(f.spike_ms),
             drift_ppm_max: f.drift_ppm_max,
+            udp_loss_ppm: f.udp_loss_ppm,
+            udp_dup_ppm: f.udp_dup_ppm,
+            udp_reorder_ppm: f.udp_reorder_ppm,
             partitions: f
                 .partitions
                 .iter()

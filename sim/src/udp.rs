@@ -1,8 +1,10 @@
 //! Simulated UDP: datagrams that may be lost, duplicated or reordered.
 //!
-//! Each datagram is an independent event with its own latency draw, so datagrams reorder
-//! naturally when latencies differ. Loss and duplication are faults, decided per datagram
-//! (choice 0: delivered once). A datagram to a port nobody listens on is dropped.
+//! A datagram crosses the [`link`] like every packet: partitions drop it,
+//! and its own fault rules (`udp_loss_ppm`, `udp_dup_ppm`, `udp_reorder_ppm` in
+//! [`Faults`](crate::Faults)) lose it, deliver it twice, or let it skip the link's order
+//! (choice 0: delivered once, in the order sent). A datagram to a port nobody listens on,
+//! or to an address no host has, is dropped.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -15,7 +17,8 @@ use torsion::reactor::{
 };
 
 use crate::host::{Host, HostState};
-use crate::trace::Kind;
+use crate::net::link::{self, Packet, Payload};
+use crate::world::World;
 
 thread_local! {
     /// Open UDP ports: (host index, port) → protocol slot. Kept per thread; each world's
@@ -31,6 +34,31 @@ struct Port {
 
 /// A port's protocol, taken out while it runs.
 type Slot = Rc<RefCell<Option<Box<dyn DatagramProtocol>>>>;
+
+/// A datagram in flight.
+#[derive(Clone)]
+pub(crate) struct Datagram {
+    /// The bytes.
+    pub(crate) data: Vec<u8>,
+    /// The sender's address.
+    from: Address,
+    /// The destination port.
+    port: u16,
+}
+
+/// A datagram reaches host `to`: the protocol listening on its port, if any, receives it.
+pub(crate) fn arrive(world: &World, to: usize, d: Datagram) {
+    let Some(h) = world.host(to) else { return };
+    let Some(slot) = lookup(&h.st, d.port) else {
+        return;
+    };
+    world.record_data(to, None, true, &d.data);
+    let taken = slot.borrow_mut().take();
+    if let Some(mut p) = taken {
+        p.datagram_received(&d.data, d.from);
+        *slot.borrow_mut() = Some(p);
+    }
+}
 
 struct SimUdp {
     host: Weak<HostState>,
@@ -70,50 +98,24 @@ impl DatagramTransportDriver for SimUdp {
         let Some(world) = st.world() else {
             return Err(UdpError::Closed);
         };
-        world.record_data(st.index, None, false, data);
         let dest_host = world
             .hosts
             .borrow()
             .iter()
             .find(|h| std::net::IpAddr::V4(h.ip()) == dest.addr.ip())
-            .cloned();
-        let Some(dest_host) = dest_host else {
+            .map(|h| h.st.index);
+        let Some(to) = dest_host else {
+            world.record_data(st.index, None, false, data);
             return Ok(()); // nobody there: the datagram is lost
         };
-        let loss = world.cfg.faults.reset_ppm; // swarm's per-packet fault rate doubles as loss
-        if world.chance(loss) {
-            world.record(
-                Some(st.index),
-                None,
-                Kind::Fault {
-                    what: "datagram lost".into(),
-                },
-            );
-            return Ok(());
-        }
-        let copies = if world.chance(loss) { 2 } else { 1 };
-        for _ in 0..copies {
-            let at = world.now.get() + world.latency();
-            let payload = data.to_vec();
-            let from = self.addr;
-            let target = Rc::downgrade(&dest_host.st);
-            let port = dest.port();
-            dest_host.st.schedule_global(at, move || {
-                let Some(h) = target.upgrade() else { return };
-                if !h.up.get() {
-                    return;
-                }
-                let Some(slot) = lookup(&h, port) else { return };
-                if let Some(w) = h.world() {
-                    w.record_data(h.index, None, true, &payload);
-                }
-                let taken = slot.borrow_mut().take();
-                if let Some(mut p) = taken {
-                    p.datagram_received(&payload, from);
-                    *slot.borrow_mut() = Some(p);
-                }
-            });
-        }
+        let datagram = Datagram {
+            data: data.to_vec(),
+            from: self.addr,
+            port: dest.port(),
+        };
+        let mut pkt = Packet::between(st.index, to, Payload::Datagram(Box::new(datagram)));
+        pkt.order = Some(world.net.link.datagram_order(st.index, to));
+        link::send(&world, pkt);
         Ok(())
     }
 
