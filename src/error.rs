@@ -123,6 +123,24 @@ impl Panicked {
     }
 }
 
+/// A Deferred's callback or errback panicked. The chain goes on down its errback path with
+/// this failure, as it would after an exception in Twisted; the message is the panic's.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("a Deferred callback panicked: {message}")]
+pub struct CallbackPanicked {
+    /// The panic message, or a placeholder when the payload was not a string.
+    pub message: String,
+}
+
+impl CallbackPanicked {
+    /// Extracts the message from a `catch_unwind` payload.
+    pub fn from_payload(payload: Box<dyn Any + Send>) -> Self {
+        CallbackPanicked {
+            message: Panicked::from_payload(payload).message,
+        }
+    }
+}
+
 /// A member of a `DeferredList` (with `fire_on_one_errback`) or of `gather_results` failed
 /// (Twisted's `FirstError`): which one, and how.
 #[derive(Debug, Clone, Error)]

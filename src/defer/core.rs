@@ -21,7 +21,9 @@ use std::rc::Rc;
 
 use crate::defer::unhandled;
 use crate::defer::Failure;
-use crate::error::{AlreadyCalledError, CancelledError, ChainedToSelfError, ResultPassedOn};
+use crate::error::{
+    AlreadyCalledError, CallbackPanicked, CancelledError, ChainedToSelfError, ResultPassedOn,
+};
 
 /// A value in flight: a `Box<dyn Any>` holding `Option<T>`.
 pub(crate) type Value = Box<dyn Any>;
@@ -67,10 +69,6 @@ pub(crate) struct State {
     pub(crate) head: std::any::TypeId,
     pub(crate) tail: std::any::TypeId,
     pub(crate) tail_name: &'static str,
-    /// The waker of a task awaiting this Deferred (see `future.rs`), and whether the link
-    /// that wakes it has been added.
-    pub(crate) waker: Option<std::task::Waker>,
-    pub(crate) wake_link: bool,
 }
 
 /// One Deferred's shared state.
@@ -131,8 +129,6 @@ impl Core {
                 head,
                 tail: head,
                 tail_name: name,
-                waker: None,
-                wake_link: false,
             }),
         })
     }
@@ -232,8 +228,15 @@ pub(crate) fn unpause(core: &Rc<Core>) {
 }
 
 /// Twisted's `cancel`, walking down to the innermost waited-on Deferred iteratively.
+///
+/// Deferreds can wait on each other in a cycle (A's callback returned B, B's returned A):
+/// none of them can ever fire, and the walk would go round forever. Brent's cycle detection
+/// (constant memory) notices the walk coming back and returns without cancelling anything:
+/// every member of such a cycle has already fired, so there is no canceller to call.
 pub(crate) fn cancel(core: &Rc<Core>) {
     let mut cur = core.clone();
+    let mut tortoise = core.clone();
+    let (mut power, mut steps) = (1usize, 0usize);
     loop {
         let (called, waiting_on) = {
             let st = cur.st.borrow();
@@ -242,6 +245,15 @@ pub(crate) fn cancel(core: &Rc<Core>) {
         if called {
             match waiting_on.and_then(|w| w.upgrade()) {
                 Some(inner) => {
+                    if Rc::ptr_eq(&inner, &tortoise) {
+                        return; // a cycle of waiting Deferreds
+                    }
+                    steps += 1;
+                    if steps == power {
+                        tortoise = inner.clone();
+                        power *= 2;
+                        steps = 0;
+                    }
                     cur = inner;
                     continue;
                 }
@@ -347,7 +359,13 @@ fn run_call(cur: &Rc<Core>, f: Callback) {
         cur.st.borrow_mut().running = false;
         return;
     };
-    let step = f(res);
+    // A panicking callback is an exception in Twisted: the chain carries it on as a failure.
+    // No borrow is held here, and the unwound callback is gone, so no state it could have
+    // broken is observed afterwards (hence `AssertUnwindSafe`).
+    let step = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(res))) {
+        Ok(step) => step,
+        Err(payload) => Step::Done(Err(Failure::new(CallbackPanicked::from_payload(payload)))),
+    };
     let mut st = cur.st.borrow_mut();
     st.running = false;
     match step {

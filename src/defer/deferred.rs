@@ -130,6 +130,14 @@ fn put<U: 'static>(mut v: Value, u: U) -> Value {
     }
 }
 
+/// A result in flight as the typed result a `Deferred<T>` hands out.
+pub(crate) fn from_res<T: 'static>(res: Res) -> Result<T, Failure> {
+    match res {
+        Ok(mut v) => take::<T>(&mut v).ok_or_else(mismatch::<T>),
+        Err(f) => Err(f),
+    }
+}
+
 fn mismatch<T>() -> Failure {
     Failure::new(TypeMismatch {
         expected: type_name::<T>(),
@@ -467,10 +475,7 @@ impl<T: 'static> Deferred<T> {
         if self.core.is_paused() {
             return None;
         }
-        match self.core.take_result()? {
-            Ok(mut v) => Some(take::<T>(&mut v).ok_or_else(mismatch::<T>)),
-            Err(f) => Some(Err(f)),
-        }
+        self.core.take_result().map(from_res::<T>)
     }
 }
 

@@ -224,3 +224,37 @@ fn test_timeout_with_custom_on_timeout() {
     clock.advance(Duration::from_secs(3));
     assert_eq!(d.result().unwrap().unwrap(), 3);
 }
+
+#[test]
+fn test_cancel_on_deferreds_waiting_on_each_other_returns() {
+    // a's callback returns b, b's returns a: each waits on the other, forever.
+    let (a, b) = (Deferred::<i32>::new(), Deferred::<i32>::new());
+    let (a2, b2) = (a.clone(), b.clone());
+    let _ta = a.clone().and_then(move |_| b2);
+    let _tb = b.clone().and_then(move |_| a2);
+    a.callback(1).unwrap();
+    b.callback(2).unwrap();
+    assert!(a.paused() && b.paused());
+    a.cancel(); // must return
+    b.cancel();
+    assert!(
+        a.paused() && b.paused(),
+        "nothing in a cycle can be cancelled"
+    );
+}
+
+#[test]
+fn test_cancel_on_longer_cycle_of_waiting_deferreds_returns() {
+    let ds: Vec<Deferred<i32>> = (0..5).map(|_| Deferred::new()).collect();
+    for i in 0..ds.len() {
+        let next = ds[(i + 1) % ds.len()].clone();
+        let _ = ds[i].clone().and_then(move |_| next);
+    }
+    for d in &ds {
+        d.callback(0).unwrap();
+    }
+    for d in &ds {
+        d.cancel();
+    }
+    assert!(ds.iter().all(Deferred::paused));
+}

@@ -6,5 +6,6 @@ mod chaining;
 mod combinators;
 mod depth;
 mod failure;
+mod locks;
 mod support;
 mod unhandled;
