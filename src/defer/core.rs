@@ -13,6 +13,27 @@
 //! and pushes the outer chain on a heap-allocated stack instead of recursing. `chain_deferred`
 //! links (`Forward`) work the same way. So chains of any depth run in constant native stack.
 //! No `RefCell` borrow is held while user code runs.
+//!
+//! # Who keeps a waited-on Deferred alive
+//!
+//! An outer Deferred paused on an inner one is held by the inner (its `Resume` link), so the
+//! outer's callbacks run when the inner fires even if nobody holds the outer. The outer
+//! must also reach the inner, for `cancel`: Twisted holds it as the outer's result, and a
+//! cycle collector frees the pair once nobody holds either. With reference counting, a
+//! strong pointer both ways would leak every chain abandoned unfired; a weak pointer back
+//! loses an inner that only the outer knows of (its canceller could never run).
+//!
+//! So the pointer back is strong exactly while someone could still cancel through it: while
+//! the outer is *kept*. A Deferred's `keepers` counts the typed handles ([`Handle`]) to it
+//! plus the kept Deferreds waiting on it through a strong pointer. When a Deferred becomes
+//! kept, its pointer to what it waits on turns strong and keeps that one in turn; when its
+//! last keeper goes, the pointer turns weak and releases the next one. The pointer is cleared
+//! when the inner fires. A chain nobody holds (no handle on any member) is therefore held
+//! only from its inner end, by whoever will fire it, and is freed with it. Each transition
+//! walks down the waiting chain only as far as the count changes between zero and one, so
+//! the work is bounded by the number of links made and released. (A cycle of Deferreds
+//! waiting on each other can never fire; it keeps itself alive, as its `Resume` links
+//! already do.)
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -34,8 +55,127 @@ pub(crate) type Res = Result<Value, Failure>;
 pub(crate) enum Step {
     /// A value or a failure: continue the chain with it.
     Done(Res),
-    /// Another Deferred: the chain waits for it.
-    Chain(Rc<Core>),
+    /// Another Deferred: the chain waits for it. A handle, so the inner stays kept until
+    /// the outer has taken it over.
+    Chain(Handle),
+}
+
+/// A typed handle's hold on a [`Core`]: counts as one of its keepers (see the module docs).
+pub(crate) struct Handle(Rc<Core>);
+
+impl Handle {
+    /// A new keeper of `core`.
+    pub(crate) fn new(core: Rc<Core>) -> Handle {
+        keep(&core);
+        Handle(core)
+    }
+
+    /// The handle of a Deferred just made (its first keeper, counted by `Core::new`).
+    fn fresh(core: Rc<Core>) -> Handle {
+        Handle(core)
+    }
+}
+
+impl Clone for Handle {
+    fn clone(&self) -> Self {
+        Handle::new(self.0.clone())
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        unkeep(&self.0);
+    }
+}
+
+impl std::ops::Deref for Handle {
+    type Target = Rc<Core>;
+    fn deref(&self) -> &Rc<Core> {
+        &self.0
+    }
+}
+
+/// What a paused Deferred waits on: strong while it is kept, weak otherwise.
+pub(crate) enum Waiting {
+    Strong(Rc<Core>),
+    Weak(std::rc::Weak<Core>),
+}
+
+impl Waiting {
+    pub(crate) fn upgrade(&self) -> Option<Rc<Core>> {
+        match self {
+            Waiting::Strong(c) => Some(c.clone()),
+            Waiting::Weak(w) => w.upgrade(),
+        }
+    }
+}
+
+/// One more keeper for `core`; on its first, its waited-on Deferred is held strongly and
+/// kept in turn, down the chain.
+fn keep(core: &Rc<Core>) {
+    let k = core.keepers.get();
+    core.keepers.set(k + 1);
+    if k > 0 {
+        return;
+    }
+    let mut cur = core.clone();
+    loop {
+        let next = {
+            let Ok(mut st) = cur.st.try_borrow_mut() else {
+                return;
+            };
+            let inner = match &st.waiting_on {
+                Some(Waiting::Weak(w)) => w.upgrade(),
+                _ => None,
+            };
+            let Some(inner) = inner else { return };
+            st.waiting_on = Some(Waiting::Strong(inner.clone()));
+            inner
+        };
+        let k = next.keepers.get();
+        next.keepers.set(k + 1);
+        if k > 0 {
+            return;
+        }
+        cur = next;
+    }
+}
+
+/// One keeper fewer for `core`; at none, its waited-on Deferred is held weakly and loses
+/// this keeper, down the chain.
+fn unkeep(core: &Rc<Core>) {
+    let k = core.keepers.get().saturating_sub(1);
+    core.keepers.set(k);
+    if k > 0 {
+        return;
+    }
+    let Some(mut cur) = weaken(core) else { return };
+    loop {
+        let k = cur.keepers.get().saturating_sub(1);
+        cur.keepers.set(k);
+        if k > 0 {
+            return;
+        }
+        match weaken(&cur) {
+            Some(next) => cur = next,
+            None => return,
+        }
+    }
+}
+
+/// Turns `core`'s strong pointer to what it waits on weak, returning the inner.
+fn weaken(core: &Core) -> Option<Rc<Core>> {
+    let mut st = core.st.try_borrow_mut().ok()?;
+    match st.waiting_on.take() {
+        Some(Waiting::Strong(inner)) => {
+            st.waiting_on = Some(Waiting::Weak(Rc::downgrade(&inner)));
+            Some(inner)
+        }
+        other => {
+            st.waiting_on = other;
+            None
+        }
+    }
 }
 
 pub(crate) type Callback = Box<dyn FnOnce(Res) -> Step>;
@@ -58,12 +198,9 @@ pub(crate) struct State {
     links: VecDeque<Link>,
     canceller: Option<Canceller>,
     suppress_already_called: bool,
-    /// The inner Deferred this one waits on (for cancellation). Weak: the inner holds the
-    /// waiting one strongly (through its `Resume` link), so a strong reference back would be
-    /// a cycle, leaking every chain abandoned unfired. A waited-on Deferred is kept alive by
-    /// whoever will fire it; one nobody can fire is dropped, and `cancel` then has nothing
-    /// to reach (Twisted, with a cycle collector, would call its canceller).
-    waiting_on: Option<std::rc::Weak<Core>>,
+    /// The inner Deferred this one waits on (for cancellation): strong while this one is
+    /// kept, weak otherwise (see the module docs).
+    waiting_on: Option<Waiting>,
     /// Type of the value the chain is fired with, and of the value at its end, for the typed
     /// layer's misuse checks.
     pub(crate) head: std::any::TypeId,
@@ -74,6 +211,8 @@ pub(crate) struct State {
 /// One Deferred's shared state.
 pub(crate) struct Core {
     pub(crate) st: RefCell<State>,
+    /// Handles to this Deferred, plus kept Deferreds waiting on it strongly.
+    keepers: std::cell::Cell<usize>,
 }
 
 impl Drop for Core {
@@ -88,6 +227,11 @@ impl Drop for Core {
         // Deferred holds the one waiting on it), and `chain_deferred` by `Forward` links.
         // Dropping such a chain naively recurses once per link; unlink it iteratively.
         let mut orphans: Vec<Rc<Core>> = Vec::new();
+        if let Some(Waiting::Strong(inner)) = st.waiting_on.take() {
+            // Only a kept Deferred holds its inner strongly, and a kept one is alive: this
+            // is a safety net, not a path taken.
+            unkeep(&inner);
+        }
         collect_links(st, &mut orphans);
         while let Some(core) = orphans.pop() {
             if Rc::strong_count(&core) == 1 {
@@ -115,8 +259,10 @@ pub(crate) fn marker_value() -> Value {
 }
 
 impl Core {
-    pub(crate) fn new(head: std::any::TypeId, name: &'static str) -> Rc<Core> {
-        Rc::new(Core {
+    /// A new Deferred and its first handle.
+    pub(crate) fn new(head: std::any::TypeId, name: &'static str) -> Handle {
+        Handle::fresh(Rc::new(Core {
+            keepers: std::cell::Cell::new(1),
             st: RefCell::new(State {
                 called: false,
                 result: None,
@@ -130,7 +276,7 @@ impl Core {
                 tail: head,
                 tail_name: name,
             }),
-        })
+        }))
     }
 
     pub(crate) fn set_canceller(&self, c: Canceller) {
@@ -240,10 +386,10 @@ pub(crate) fn cancel(core: &Rc<Core>) {
     loop {
         let (called, waiting_on) = {
             let st = cur.st.borrow();
-            (st.called, st.waiting_on.clone())
+            (st.called, st.waiting_on.as_ref().and_then(Waiting::upgrade))
         };
         if called {
-            match waiting_on.and_then(|w| w.upgrade()) {
+            match waiting_on {
                 Some(inner) => {
                     if Rc::ptr_eq(&inner, &tortoise) {
                         return; // a cycle of waiting Deferreds
@@ -299,11 +445,14 @@ pub(crate) fn run(start: Rc<Core>) {
             Link::Call(f) => run_call(&cur, f),
             Link::Resume(outer) => {
                 let res = cur.take_result_for_chain();
-                {
+                let waited = {
                     let mut ost = outer.st.borrow_mut();
                     ost.result = Some(res);
                     ost.paused = ost.paused.saturating_sub(1);
-                    ost.waiting_on = None;
+                    ost.waiting_on.take()
+                };
+                if let Some(Waiting::Strong(inner)) = waited {
+                    unkeep(&inner); // the outer no longer keeps what it waited on
                 }
                 stack.push(outer);
             }
@@ -370,9 +519,11 @@ fn run_call(cur: &Rc<Core>, f: Callback) {
     st.running = false;
     match step {
         Step::Done(r) => st.result = Some(r),
-        Step::Chain(inner) => {
-            if Rc::ptr_eq(&inner, cur) {
+        Step::Chain(handle) => {
+            let inner: &Rc<Core> = &handle;
+            if Rc::ptr_eq(inner, cur) {
                 st.result = Some(Err(Failure::new(ChainedToSelfError)));
+                drop(st);
                 return;
             }
             let mut ist = inner.st.borrow_mut();
@@ -381,15 +532,26 @@ fn run_call(cur: &Rc<Core>, f: Callback) {
                 && ist.result.is_some()
                 && ist.waiting_on.is_none()
                 && !ist.running;
+            let kept = cur.keepers.get() > 0;
             if ready {
                 // The inner Deferred already has its result: take it now.
                 let r = ist.result.replace(Err(Failure::new(ResultPassedOn)));
                 st.result = r;
             } else {
                 st.paused += 1;
-                st.waiting_on = Some(Rc::downgrade(&inner));
+                st.waiting_on = Some(if kept {
+                    Waiting::Strong(inner.clone())
+                } else {
+                    Waiting::Weak(Rc::downgrade(inner))
+                });
                 ist.links.push_back(Link::Resume(cur.clone()));
+                drop(ist);
+                drop(st);
+                if kept {
+                    keep(inner);
+                }
             }
+            // Outside every borrow: the handle was the inner's keeper until now.
         }
     }
 }

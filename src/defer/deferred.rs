@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::defer::core::{self, Core, Res, Step, Value};
+use crate::defer::core::{self, Core, Handle, Res, Step, Value};
 use crate::defer::Failure;
 use crate::error::{AlreadyCalledError, CancelledError, TimeoutError, TypeMismatch};
 use crate::reactor::{ReactorTime, ReactorTimeExt};
@@ -38,7 +38,7 @@ use crate::reactor::{ReactorTime, ReactorTimeExt};
 /// clone made before another handle changed the type), or firing through a handle whose type
 /// is not the chain's starting type, is a programming error and panics with both type names.
 pub struct Deferred<T> {
-    pub(crate) core: Rc<Core>,
+    pub(crate) core: Handle,
     _type: PhantomData<fn(T) -> T>,
 }
 
@@ -166,7 +166,10 @@ fn step_from<U: 'static>(slot: Option<Value>, outcome: Outcome<U>) -> Step {
 impl<T: 'static> Deferred<T> {
     /// A Deferred that has not fired, with no canceller.
     pub fn new() -> Self {
-        Deferred::from_core(Core::new(TypeId::of::<T>(), type_name::<T>()))
+        Deferred {
+            core: Core::new(TypeId::of::<T>(), type_name::<T>()),
+            _type: PhantomData,
+        }
     }
 
     /// A Deferred whose `cancel()` calls `canceller` (once, if it has not fired). If the
@@ -193,7 +196,15 @@ impl<T: 'static> Deferred<T> {
 
     pub(crate) fn from_core(core: Rc<Core>) -> Self {
         Deferred {
-            core,
+            core: Handle::new(core),
+            _type: PhantomData,
+        }
+    }
+
+    /// The same chain's handle at another type (moves the hold; no count changes).
+    fn retype<U>(self) -> Deferred<U> {
+        Deferred {
+            core: self.core,
             _type: PhantomData,
         }
     }
@@ -268,7 +279,7 @@ impl<T: 'static> Deferred<T> {
             st.tail_name = type_name::<U>();
         }
         core::add_link(&self.core, Box::new(f));
-        Deferred::from_core(self.core)
+        self.retype()
     }
 
     /// Adds a callback that maps the value (Twisted's `addCallback` with a callback that
@@ -375,8 +386,8 @@ impl<T: 'static> Deferred<T> {
             st.tail = TypeId::of::<()>();
             st.tail_name = type_name::<()>();
         }
-        core::add_forward(&self.core, other.core.clone());
-        Deferred::from_core(self.core)
+        core::add_forward(&self.core, Rc::clone(&other.core));
+        self.retype()
     }
 
     /// Stops the chain from running further callbacks until as many `unpause` calls
