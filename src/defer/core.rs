@@ -38,8 +38,10 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::panic::Location;
 use std::rc::Rc;
 
+use crate::defer::debug::DebugInfo;
 use crate::defer::unhandled;
 use crate::defer::Failure;
 use crate::error::{
@@ -201,6 +203,8 @@ pub(crate) struct State {
     /// The inner Deferred this one waits on (for cancellation): strong while this one is
     /// kept, weak otherwise (see the module docs).
     waiting_on: Option<Waiting>,
+    /// Call sites, recorded in debug mode only.
+    pub(crate) debug: Option<Box<DebugInfo>>,
     /// Type of the value the chain is fired with, and of the value at its end, for the typed
     /// layer's misuse checks.
     pub(crate) head: std::any::TypeId,
@@ -220,7 +224,10 @@ impl Drop for Core {
         let st = self.st.get_mut();
         if let Some(Err(failure)) = st.result.take() {
             if !failure.is::<ResultPassedOn>() {
-                unhandled::report(&failure);
+                match st.debug.as_deref() {
+                    None => unhandled::report(&failure),
+                    info => unhandled::report(&DebugInfo::unhandled(info, &failure)),
+                }
             }
         }
         // A chain of waiting Deferreds is held together by `Resume` links (each inner
@@ -260,6 +267,7 @@ pub(crate) fn marker_value() -> Value {
 
 impl Core {
     /// A new Deferred and its first handle.
+    #[track_caller]
     pub(crate) fn new(head: std::any::TypeId, name: &'static str) -> Handle {
         Handle::fresh(Rc::new(Core {
             keepers: std::cell::Cell::new(1),
@@ -272,6 +280,7 @@ impl Core {
                 canceller: None,
                 suppress_already_called: false,
                 waiting_on: None,
+                debug: DebugInfo::capture(),
                 head,
                 tail: head,
                 tail_name: name,
@@ -318,6 +327,7 @@ impl Core {
 }
 
 /// Fires `core` with `res` (Twisted's `callback` / `errback`).
+#[track_caller]
 pub(crate) fn fire(core: &Rc<Core>, res: Res) -> Result<(), AlreadyCalledError> {
     {
         let mut st = core.st.borrow_mut();
@@ -326,12 +336,16 @@ pub(crate) fn fire(core: &Rc<Core>, res: Res) -> Result<(), AlreadyCalledError> 
                 st.suppress_already_called = false;
                 return Ok(());
             }
+            let err = DebugInfo::already_called(st.debug.as_deref(), Location::caller());
             drop(st);
             drop(res); // outside the borrow
-            return Err(AlreadyCalledError);
+            return Err(err);
         }
         st.called = true;
         st.result = Some(res);
+        if let Some(info) = st.debug.as_deref_mut() {
+            info.fired = Some(Location::caller());
+        }
     }
     let canceller = core.st.borrow_mut().canceller.take();
     drop(canceller);
@@ -373,12 +387,57 @@ pub(crate) fn unpause(core: &Rc<Core>) {
     maybe_run(core);
 }
 
+/// Describes `core` for `Debug`: state, result summary, what it waits on (one level, when
+/// `inner` is set) and, in debug mode, its call sites.
+pub(crate) fn describe(
+    core: &Core,
+    f: &mut std::fmt::Formatter<'_>,
+    inner: bool,
+) -> std::fmt::Result {
+    let Ok(st) = core.st.try_borrow() else {
+        return f.write_str("running");
+    };
+    let state = if !st.called {
+        "pending"
+    } else if st.waiting_on.is_some() {
+        "waiting"
+    } else if st.running {
+        "running"
+    } else if st.paused > 0 {
+        "paused"
+    } else {
+        "fired"
+    };
+    f.write_str(state)?;
+    match (&st.result, &st.waiting_on) {
+        (_, Some(w)) => match w.upgrade() {
+            Some(next) if inner => {
+                f.write_str(", waiting on Deferred(")?;
+                describe(&next, f, false)?;
+                f.write_str(")")?;
+            }
+            Some(_) => f.write_str(", waiting on a Deferred")?,
+            None => f.write_str(", waiting on a dropped Deferred")?,
+        },
+        (Some(Ok(_)), None) if st.links.is_empty() => write!(f, ", result: {}", st.tail_name)?,
+        (Some(Ok(_)), None) => f.write_str(", result: a value part way down the chain")?,
+        (Some(Err(e)), None) if e.is::<ResultPassedOn>() => f.write_str(", result passed on")?,
+        (Some(Err(e)), None) => write!(f, ", failure: {e}")?,
+        (None, None) => {}
+    }
+    if let Some(info) = st.debug.as_deref() {
+        write!(f, ", {info}")?;
+    }
+    Ok(())
+}
+
 /// Twisted's `cancel`, walking down to the innermost waited-on Deferred iteratively.
 ///
 /// Deferreds can wait on each other in a cycle (A's callback returned B, B's returned A):
 /// none of them can ever fire, and the walk would go round forever. Brent's cycle detection
 /// (constant memory) notices the walk coming back and returns without cancelling anything:
 /// every member of such a cycle has already fired, so there is no canceller to call.
+#[track_caller]
 pub(crate) fn cancel(core: &Rc<Core>) {
     let mut cur = core.clone();
     let mut tortoise = core.clone();
@@ -481,7 +540,13 @@ pub(crate) fn run(start: Rc<Core>) {
                     }
                 };
                 if !accepted {
-                    cur.st.borrow_mut().result = Some(Err(Failure::new(AlreadyCalledError)));
+                    let err = match other.st.borrow().debug.as_deref() {
+                        Some(info) => AlreadyCalledError::with_call_sites(format!(
+                            "{info}; fired again through chain_deferred"
+                        )),
+                        None => AlreadyCalledError::new(),
+                    };
+                    cur.st.borrow_mut().result = Some(Err(Failure::new(err)));
                 }
             }
         }

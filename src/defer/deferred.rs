@@ -52,21 +52,20 @@ impl<T> Clone for Deferred<T> {
 }
 
 impl<T: 'static> Default for Deferred<T> {
+    #[track_caller]
     fn default() -> Self {
         Self::new()
     }
 }
 
 impl<T> fmt::Debug for Deferred<T> {
+    /// The state (`pending`, `fired`, `paused`, `waiting`), a summary of the result (a
+    /// value's type, a failure's message) and the Deferred it waits on, like Twisted's
+    /// `repr`; in debug mode, where it was created and first fired.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = if !self.core.is_called() {
-            "pending"
-        } else if self.core.is_paused() {
-            "paused"
-        } else {
-            "fired"
-        };
-        write!(f, "Deferred<{}>({state})", type_name::<T>())
+        write!(f, "Deferred<{}>(", type_name::<T>())?;
+        core::describe(&self.core, f, true)?;
+        f.write_str(")")
     }
 }
 
@@ -165,6 +164,7 @@ fn step_from<U: 'static>(slot: Option<Value>, outcome: Outcome<U>) -> Step {
 
 impl<T: 'static> Deferred<T> {
     /// A Deferred that has not fired, with no canceller.
+    #[track_caller]
     pub fn new() -> Self {
         Deferred {
             core: Core::new(TypeId::of::<T>(), type_name::<T>()),
@@ -186,6 +186,7 @@ impl<T: 'static> Deferred<T> {
     /// e.cancel();
     /// assert!(e.result().unwrap().unwrap_err().is::<CancelledError>());
     /// ```
+    #[track_caller]
     pub fn with_canceller(canceller: impl FnOnce(&Deferred<T>) + 'static) -> Self {
         let d = Self::new();
         d.core.set_canceller(Box::new(move |core| {
@@ -222,18 +223,21 @@ impl<T: 'static> Deferred<T> {
     /// Fires the chain with a value (Twisted's `callback`). Firing twice is
     /// [`AlreadyCalledError`], except the one fire a cancelled Deferred (with no canceller)
     /// silently absorbs.
+    #[track_caller]
     pub fn callback(&self, value: T) -> Result<(), AlreadyCalledError> {
         self.check_fire_type();
         core::fire(&self.core, Ok(Box::new(Some(value))))
     }
 
     /// Fires the chain with a failure (Twisted's `errback`).
+    #[track_caller]
     pub fn errback(&self, failure: impl Into<Failure>) -> Result<(), AlreadyCalledError> {
         self.check_fire_type();
         core::fire(&self.core, Err(failure.into()))
     }
 
     /// Fires with `Ok` as a value, `Err` as a failure.
+    #[track_caller]
     pub fn resolve(&self, result: Result<T, Failure>) -> Result<(), AlreadyCalledError> {
         match result {
             Ok(v) => self.callback(v),
@@ -404,6 +408,7 @@ impl<T: 'static> Deferred<T> {
     /// Cancels the Deferred (Twisted's `cancel`): if unfired, calls its canceller and fails
     /// it with [`CancelledError`] unless the canceller fired it; if it has fired and waits on
     /// another Deferred, cancels that one; otherwise does nothing.
+    #[track_caller]
     pub fn cancel(&self) {
         core::cancel(&self.core);
     }
@@ -491,6 +496,7 @@ impl<T: 'static> Deferred<T> {
 }
 
 /// A Deferred that has already fired with `value` (Twisted's `succeed`).
+#[track_caller]
 pub fn succeed<T: 'static>(value: T) -> Deferred<T> {
     let d = Deferred::new();
     let _ = d.callback(value); // a new Deferred cannot be already called
@@ -498,6 +504,7 @@ pub fn succeed<T: 'static>(value: T) -> Deferred<T> {
 }
 
 /// A Deferred that has already failed with `failure` (Twisted's `fail`).
+#[track_caller]
 pub fn fail<T: 'static>(failure: impl Into<Failure>) -> Deferred<T> {
     let d = Deferred::new();
     let _ = d.errback(failure); // a new Deferred cannot be already called
@@ -507,6 +514,7 @@ pub fn fail<T: 'static>(failure: impl Into<Failure>) -> Deferred<T> {
 /// Calls `f` and wraps what it returns in a Deferred (Twisted's `maybeDeferred`): a value or
 /// failure becomes a fired Deferred, a Deferred is returned as is, and a panic in `f` becomes
 /// a [`Panicked`](crate::error::Panicked) failure.
+#[track_caller]
 pub fn maybe_deferred<R: IntoOutcome>(f: impl FnOnce() -> R) -> Deferred<R::Value> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => match r.into_outcome() {

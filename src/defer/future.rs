@@ -270,6 +270,7 @@ fn poll_task(id: u64) {
 
 /// Drives `future` on `reactor` and returns a Deferred of its result (Twisted's
 /// `ensureDeferred`). The first poll happens now, as Twisted starts a coroutine at once.
+#[track_caller]
 pub fn ensure_deferred<T, R, F>(reactor: &R, future: F) -> Deferred<T>
 where
     T: 'static,

@@ -72,6 +72,7 @@ impl<T: 'static> DeferredList<T> {
     /// Cancelling it calls `cancel` on every member: those still pending fail with
     /// [`CancelledError`](crate::error::CancelledError), those paused on an inner Deferred
     /// cancel that inner, those done are left alone.
+    #[track_caller]
     pub fn build(self) -> Deferred<Vec<Result<T, Failure>>> {
         let n = self.members.len();
         let out = canceller_over(&self.members);
@@ -100,6 +101,7 @@ impl<T: 'static> DeferredList<T> {
 
     /// Fires with the first member to succeed and its index (Twisted's
     /// `fireOnOneCallback`); if none does, with every result. Never fires for an empty list.
+    #[track_caller]
     pub fn first_callback(self) -> Deferred<FirstCallback<T>> {
         let out = canceller_over(&self.members);
         let on_err = self.fire_on_one_errback;
@@ -170,6 +172,7 @@ impl<T: 'static> DeferredList<T> {
 /// A Deferred whose canceller cancels every member, as Twisted's `DeferredList.cancel`
 /// does: `cancel` on a member that has fired does nothing, unless the member is paused
 /// waiting on an inner Deferred, which it then cancels.
+#[track_caller]
 fn canceller_over<T: 'static, U: 'static>(members: &[Deferred<T>]) -> Deferred<U> {
     let handles: Vec<Deferred<T>> = members.to_vec();
     Deferred::with_canceller(move |_| {
@@ -188,6 +191,7 @@ fn canceller_over<T: 'static, U: 'static>(members: &[Deferred<T>]) -> Deferred<U
 /// let all = gather_results(vec![succeed("a"), succeed("b")], false);
 /// assert_eq!(all.result().unwrap().unwrap(), vec!["a", "b"]);
 /// ```
+#[track_caller]
 pub fn gather_results<T: 'static>(ds: Vec<Deferred<T>>, consume_errors: bool) -> Deferred<Vec<T>> {
     DeferredList::new(ds)
         .fire_on_one_errback(true)
@@ -209,6 +213,7 @@ pub fn gather_results<T: 'static>(ds: Vec<Deferred<T>>, consume_errors: bool) ->
 /// assert_eq!(winner.result().unwrap().unwrap(), (1, "fast"));
 /// assert!(slow.called(), "the loser was cancelled");
 /// ```
+#[track_caller]
 pub fn race<T: 'static>(ds: Vec<Deferred<T>>) -> Deferred<(usize, T)> {
     let n = ds.len();
     let handles: Vec<Deferred<T>> = ds.clone();

@@ -74,6 +74,7 @@ impl DeferredSemaphore {
 
     /// A Deferred that fires when a token is yours. Cancelling it while it waits removes it
     /// from the queue.
+    #[track_caller]
     pub fn acquire(&self) -> Deferred<()> {
         let mut st = self.st.borrow_mut();
         if st.tokens > 0 {
@@ -106,6 +107,7 @@ impl DeferredSemaphore {
     /// Acquires, runs `f`, and releases when what `f` returns has fired (either way; a panic
     /// in `f` is a [`Panicked`](crate::error::Panicked) failure). Cancelling it while it
     /// waits for the token removes it from the queue and releases nothing.
+    #[track_caller]
     pub fn run<R: IntoOutcome>(&self, f: impl FnOnce() -> R + 'static) -> Deferred<R::Value> {
         let me = self.clone();
         self.acquire().and_then(move |()| {
@@ -166,6 +168,7 @@ impl DeferredLock {
     }
 
     /// A Deferred that fires with the lock once it is yours.
+    #[track_caller]
     pub fn acquire(&self) -> Deferred<DeferredLock> {
         let me = self.clone();
         self.sem.acquire().add_callback(move |()| me)
@@ -177,6 +180,7 @@ impl DeferredLock {
     }
 
     /// Acquires, runs `f`, releases when its result has fired.
+    #[track_caller]
     pub fn run<R: IntoOutcome>(&self, f: impl FnOnce() -> R + 'static) -> Deferred<R::Value> {
         self.sem.run(f)
     }

@@ -45,6 +45,7 @@
 //! [`ReactorTime`](crate::reactor::ReactorTime).
 
 mod core;
+mod debug;
 mod deferred;
 mod failure;
 mod future;
@@ -68,6 +69,7 @@ pub(crate) fn tests_support_capture() -> std::rc::Rc<std::cell::RefCell<Vec<Stri
     seen
 }
 
+pub use debug::{get_debugging, set_debugging};
 pub use deferred::{fail, maybe_deferred, succeed, Deferred, IntoOutcome, Outcome};
 pub use failure::{Causes, Failure, Message};
 pub use future::{ensure_deferred, DeferredFuture};

@@ -25,6 +25,7 @@ impl<T> Default for Waiters<T> {
 impl<T: 'static> Waiters<T> {
     /// A new waiter at the back. Its canceller takes it out again, reaching these waiters
     /// through `owner` (the structure they live in) and `field`.
+    #[track_caller]
     pub(crate) fn wait<S: 'static>(
         &mut self,
         owner: Weak<RefCell<S>>,

@@ -211,21 +211,24 @@ fn test_callback_added_during_run_goes_to_the_end() {
 fn test_already_called_callback_twice() {
     let d = Deferred::<()>::new();
     d.callback(()).unwrap();
-    assert_eq!(d.callback(()), Err(AlreadyCalledError));
+    assert_eq!(d.callback(()), Err(AlreadyCalledError::new()));
 }
 
 #[test]
 fn test_already_called_errback_after_callback() {
     let d = Deferred::<()>::new();
     d.callback(()).unwrap();
-    assert_eq!(d.errback(Failure::msg("late")), Err(AlreadyCalledError));
+    assert_eq!(
+        d.errback(Failure::msg("late")),
+        Err(AlreadyCalledError::new())
+    );
 }
 
 #[test]
 fn test_already_called_callback_after_errback() {
     let d = Deferred::<()>::new();
     d.errback(Failure::msg("first")).unwrap();
-    assert_eq!(d.callback(()), Err(AlreadyCalledError));
+    assert_eq!(d.callback(()), Err(AlreadyCalledError::new()));
     let _ = d.take_result(); // handled
 }
 
@@ -233,7 +236,10 @@ fn test_already_called_callback_after_errback() {
 fn test_already_called_errback_twice() {
     let d = Deferred::<()>::new();
     d.errback(Failure::msg("first")).unwrap();
-    assert_eq!(d.errback(Failure::msg("second")), Err(AlreadyCalledError));
+    assert_eq!(
+        d.errback(Failure::msg("second")),
+        Err(AlreadyCalledError::new())
+    );
     assert_eq!(d.take_result().unwrap().unwrap_err().to_string(), "first");
 }
 

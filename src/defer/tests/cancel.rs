@@ -22,7 +22,11 @@ fn test_cancel_without_canceller_swallows_one_fire() {
     let d = Deferred::<i32>::new();
     d.cancel();
     assert_eq!(d.callback(1), Ok(()), "the first late fire is absorbed");
-    assert_eq!(d.callback(2), Err(AlreadyCalledError), "the second is not");
+    assert_eq!(
+        d.callback(2),
+        Err(AlreadyCalledError::new()),
+        "the second is not"
+    );
     let _ = d.take_result();
 }
 
@@ -67,7 +71,7 @@ fn test_canceller_that_errbacks_with_its_own_failure() {
 fn test_canceller_does_not_suppress_already_called() {
     let d = Deferred::<i32>::with_canceller(|_| {});
     d.cancel();
-    assert_eq!(d.callback(1), Err(AlreadyCalledError));
+    assert_eq!(d.callback(1), Err(AlreadyCalledError::new()));
     let _ = d.take_result();
 }
 

@@ -4,6 +4,7 @@ mod callbacks;
 mod cancel;
 mod chaining;
 mod combinators;
+mod debug;
 mod depth;
 mod failure;
 mod locks;
