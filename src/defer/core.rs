@@ -268,7 +268,7 @@ pub(crate) fn marker_value() -> Value {
 impl Core {
     /// A new Deferred and its first handle.
     #[track_caller]
-    pub(crate) fn new(head: std::any::TypeId, name: &'static str) -> Handle {
+    pub(crate) fn make(head: std::any::TypeId, name: &'static str) -> Handle {
         Handle::fresh(Rc::new(Core {
             keepers: std::cell::Cell::new(1),
             st: RefCell::new(State {

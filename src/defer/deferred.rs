@@ -167,7 +167,7 @@ impl<T: 'static> Deferred<T> {
     #[track_caller]
     pub fn new() -> Self {
         Deferred {
-            core: Core::new(TypeId::of::<T>(), type_name::<T>()),
+            core: Core::make(TypeId::of::<T>(), type_name::<T>()),
             _type: PhantomData,
         }
     }
