@@ -67,6 +67,7 @@ pub(crate) struct Handle(Rc<Core>);
 
 impl Handle {
     /// A new keeper of `core`.
+    #[inline]
     pub(crate) fn new(core: Rc<Core>) -> Handle {
         keep(&core);
         Handle(core)
@@ -85,8 +86,15 @@ impl Clone for Handle {
 }
 
 impl Drop for Handle {
+    #[inline]
     fn drop(&mut self) {
-        unkeep(&self.0);
+        let k = self.0.keepers.get().saturating_sub(1);
+        self.0.keepers.set(k);
+        // The last reference of all frees the Deferred now, and `Core::drop` releases what
+        // it waited on: nothing to weaken first.
+        if k == 0 && Rc::strong_count(&self.0) > 1 {
+            released(&self.0);
+        }
     }
 }
 
@@ -114,12 +122,18 @@ impl Waiting {
 
 /// One more keeper for `core`; on its first, its waited-on Deferred is held strongly and
 /// kept in turn, down the chain.
+#[inline]
 fn keep(core: &Rc<Core>) {
     let k = core.keepers.get();
     core.keepers.set(k + 1);
-    if k > 0 {
-        return;
+    if k == 0 {
+        kept(core);
     }
+}
+
+/// `core` has just gained its first keeper.
+#[cold]
+fn kept(core: &Rc<Core>) {
     let mut cur = core.clone();
     loop {
         let next = {
@@ -148,9 +162,14 @@ fn keep(core: &Rc<Core>) {
 fn unkeep(core: &Rc<Core>) {
     let k = core.keepers.get().saturating_sub(1);
     core.keepers.set(k);
-    if k > 0 {
-        return;
+    if k == 0 {
+        released(core);
     }
+}
+
+/// `core` has just lost its last keeper.
+#[cold]
+fn released(core: &Core) {
     let Some(mut cur) = weaken(core) else { return };
     loop {
         let k = cur.keepers.get().saturating_sub(1);
@@ -235,8 +254,8 @@ impl Drop for Core {
         // Dropping such a chain naively recurses once per link; unlink it iteratively.
         let mut orphans: Vec<Rc<Core>> = Vec::new();
         if let Some(Waiting::Strong(inner)) = st.waiting_on.take() {
-            // Only a kept Deferred holds its inner strongly, and a kept one is alive: this
-            // is a safety net, not a path taken.
+            // The last handle went with the last reference (`Handle::drop` leaves the
+            // weakening to this drop): release what this one kept.
             unkeep(&inner);
         }
         collect_links(st, &mut orphans);
