@@ -55,9 +55,43 @@ pub struct TimeoutError(pub std::time::Duration);
 pub struct CancelledError;
 
 /// A Deferred was fired a second time (Twisted's `AlreadyCalledError`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-#[error("the Deferred has already been called")]
-pub struct AlreadyCalledError;
+///
+/// With Deferred debug mode on ([`set_debugging`](crate::defer::set_debugging)), it says
+/// where the Deferred was created, first fired and fired again. Those call sites are a
+/// diagnostic: two `AlreadyCalledError`s compare equal whatever they carry.
+#[derive(Debug, Clone, Default, Error)]
+#[error("the Deferred has already been called{}", self.call_sites.as_deref().map(|s| format!(" ({s})")).unwrap_or_default())]
+pub struct AlreadyCalledError {
+    call_sites: Option<String>,
+}
+
+impl AlreadyCalledError {
+    /// The error, without call sites.
+    pub const fn new() -> Self {
+        AlreadyCalledError { call_sites: None }
+    }
+
+    /// The error with a description of the call sites involved (debug mode).
+    pub fn with_call_sites(call_sites: String) -> Self {
+        AlreadyCalledError {
+            call_sites: Some(call_sites),
+        }
+    }
+
+    /// Where the Deferred was created, first fired and fired again, when debug mode
+    /// recorded it.
+    pub fn call_sites(&self) -> Option<&str> {
+        self.call_sites.as_deref()
+    }
+}
+
+impl PartialEq for AlreadyCalledError {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for AlreadyCalledError {}
 
 /// A callback returned the very Deferred it was added to, which could never fire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -120,6 +154,24 @@ impl Panicked {
             "non-string panic payload".to_string()
         };
         Panicked { message }
+    }
+}
+
+/// A Deferred's callback or errback panicked. The chain goes on down its errback path with
+/// this failure, as it would after an exception in Twisted; the message is the panic's.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("a Deferred callback panicked: {message}")]
+pub struct CallbackPanicked {
+    /// The panic message, or a placeholder when the payload was not a string.
+    pub message: String,
+}
+
+impl CallbackPanicked {
+    /// Extracts the message from a `catch_unwind` payload.
+    pub fn from_payload(payload: Box<dyn Any + Send>) -> Self {
+        CallbackPanicked {
+            message: Panicked::from_payload(payload).message,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::defer::core::{self, Core, Res, Step, Value};
+use crate::defer::core::{self, Core, Handle, Res, Step, Value};
 use crate::defer::Failure;
 use crate::error::{AlreadyCalledError, CancelledError, TimeoutError, TypeMismatch};
 use crate::reactor::{ReactorTime, ReactorTimeExt};
@@ -38,7 +38,7 @@ use crate::reactor::{ReactorTime, ReactorTimeExt};
 /// clone made before another handle changed the type), or firing through a handle whose type
 /// is not the chain's starting type, is a programming error and panics with both type names.
 pub struct Deferred<T> {
-    pub(crate) core: Rc<Core>,
+    pub(crate) core: Handle,
     _type: PhantomData<fn(T) -> T>,
 }
 
@@ -52,21 +52,20 @@ impl<T> Clone for Deferred<T> {
 }
 
 impl<T: 'static> Default for Deferred<T> {
+    #[track_caller]
     fn default() -> Self {
         Self::new()
     }
 }
 
 impl<T> fmt::Debug for Deferred<T> {
+    /// The state (`pending`, `fired`, `paused`, `waiting`), a summary of the result (a
+    /// value's type, a failure's message) and the Deferred it waits on, like Twisted's
+    /// `repr`; in debug mode, where it was created and first fired.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = if !self.core.is_called() {
-            "pending"
-        } else if self.core.is_paused() {
-            "paused"
-        } else {
-            "fired"
-        };
-        write!(f, "Deferred<{}>({state})", type_name::<T>())
+        write!(f, "Deferred<{}>(", type_name::<T>())?;
+        core::describe(&self.core, f, true)?;
+        f.write_str(")")
     }
 }
 
@@ -130,6 +129,14 @@ fn put<U: 'static>(mut v: Value, u: U) -> Value {
     }
 }
 
+/// A result in flight as the typed result a `Deferred<T>` hands out.
+pub(crate) fn from_res<T: 'static>(res: Res) -> Result<T, Failure> {
+    match res {
+        Ok(mut v) => take::<T>(&mut v).ok_or_else(mismatch::<T>),
+        Err(f) => Err(f),
+    }
+}
+
 fn mismatch<T>() -> Failure {
     Failure::new(TypeMismatch {
         expected: type_name::<T>(),
@@ -157,8 +164,12 @@ fn step_from<U: 'static>(slot: Option<Value>, outcome: Outcome<U>) -> Step {
 
 impl<T: 'static> Deferred<T> {
     /// A Deferred that has not fired, with no canceller.
+    #[track_caller]
     pub fn new() -> Self {
-        Deferred::from_core(Core::new(TypeId::of::<T>(), type_name::<T>()))
+        Deferred {
+            core: Core::make(TypeId::of::<T>(), type_name::<T>()),
+            _type: PhantomData,
+        }
     }
 
     /// A Deferred whose `cancel()` calls `canceller` (once, if it has not fired). If the
@@ -175,6 +186,7 @@ impl<T: 'static> Deferred<T> {
     /// e.cancel();
     /// assert!(e.result().unwrap().unwrap_err().is::<CancelledError>());
     /// ```
+    #[track_caller]
     pub fn with_canceller(canceller: impl FnOnce(&Deferred<T>) + 'static) -> Self {
         let d = Self::new();
         d.core.set_canceller(Box::new(move |core| {
@@ -185,7 +197,15 @@ impl<T: 'static> Deferred<T> {
 
     pub(crate) fn from_core(core: Rc<Core>) -> Self {
         Deferred {
-            core,
+            core: Handle::new(core),
+            _type: PhantomData,
+        }
+    }
+
+    /// The same chain's handle at another type (moves the hold; no count changes).
+    fn retype<U>(self) -> Deferred<U> {
+        Deferred {
+            core: self.core,
             _type: PhantomData,
         }
     }
@@ -203,18 +223,21 @@ impl<T: 'static> Deferred<T> {
     /// Fires the chain with a value (Twisted's `callback`). Firing twice is
     /// [`AlreadyCalledError`], except the one fire a cancelled Deferred (with no canceller)
     /// silently absorbs.
+    #[track_caller]
     pub fn callback(&self, value: T) -> Result<(), AlreadyCalledError> {
         self.check_fire_type();
         core::fire(&self.core, Ok(Box::new(Some(value))))
     }
 
     /// Fires the chain with a failure (Twisted's `errback`).
+    #[track_caller]
     pub fn errback(&self, failure: impl Into<Failure>) -> Result<(), AlreadyCalledError> {
         self.check_fire_type();
         core::fire(&self.core, Err(failure.into()))
     }
 
     /// Fires with `Ok` as a value, `Err` as a failure.
+    #[track_caller]
     pub fn resolve(&self, result: Result<T, Failure>) -> Result<(), AlreadyCalledError> {
         match result {
             Ok(v) => self.callback(v),
@@ -260,7 +283,7 @@ impl<T: 'static> Deferred<T> {
             st.tail_name = type_name::<U>();
         }
         core::add_link(&self.core, Box::new(f));
-        Deferred::from_core(self.core)
+        self.retype()
     }
 
     /// Adds a callback that maps the value (Twisted's `addCallback` with a callback that
@@ -367,8 +390,8 @@ impl<T: 'static> Deferred<T> {
             st.tail = TypeId::of::<()>();
             st.tail_name = type_name::<()>();
         }
-        core::add_forward(&self.core, other.core.clone());
-        Deferred::from_core(self.core)
+        core::add_forward(&self.core, Rc::clone(&other.core));
+        self.retype()
     }
 
     /// Stops the chain from running further callbacks until as many `unpause` calls
@@ -385,6 +408,7 @@ impl<T: 'static> Deferred<T> {
     /// Cancels the Deferred (Twisted's `cancel`): if unfired, calls its canceller and fails
     /// it with [`CancelledError`] unless the canceller fired it; if it has fired and waits on
     /// another Deferred, cancels that one; otherwise does nothing.
+    #[track_caller]
     pub fn cancel(&self) {
         core::cancel(&self.core);
     }
@@ -467,14 +491,12 @@ impl<T: 'static> Deferred<T> {
         if self.core.is_paused() {
             return None;
         }
-        match self.core.take_result()? {
-            Ok(mut v) => Some(take::<T>(&mut v).ok_or_else(mismatch::<T>)),
-            Err(f) => Some(Err(f)),
-        }
+        self.core.take_result().map(from_res::<T>)
     }
 }
 
 /// A Deferred that has already fired with `value` (Twisted's `succeed`).
+#[track_caller]
 pub fn succeed<T: 'static>(value: T) -> Deferred<T> {
     let d = Deferred::new();
     let _ = d.callback(value); // a new Deferred cannot be already called
@@ -482,6 +504,7 @@ pub fn succeed<T: 'static>(value: T) -> Deferred<T> {
 }
 
 /// A Deferred that has already failed with `failure` (Twisted's `fail`).
+#[track_caller]
 pub fn fail<T: 'static>(failure: impl Into<Failure>) -> Deferred<T> {
     let d = Deferred::new();
     let _ = d.errback(failure); // a new Deferred cannot be already called
@@ -491,6 +514,7 @@ pub fn fail<T: 'static>(failure: impl Into<Failure>) -> Deferred<T> {
 /// Calls `f` and wraps what it returns in a Deferred (Twisted's `maybeDeferred`): a value or
 /// failure becomes a fired Deferred, a Deferred is returned as is, and a panic in `f` becomes
 /// a [`Panicked`](crate::error::Panicked) failure.
+#[track_caller]
 pub fn maybe_deferred<R: IntoOutcome>(f: impl FnOnce() -> R) -> Deferred<R::Value> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => match r.into_outcome() {

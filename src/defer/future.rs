@@ -58,49 +58,129 @@ impl<T: 'static> IntoFuture for Deferred<T> {
     type IntoFuture = DeferredFuture<T>;
 
     fn into_future(self) -> DeferredFuture<T> {
-        DeferredFuture { d: self }
+        DeferredFuture {
+            d: self,
+            slot: None,
+        }
     }
 }
 
-/// What `.await` on a [`Deferred`] polls: ready with the chain's result (taking it, so a
-/// failure taken by `.await` counts as handled) once the chain reaches this point.
+/// What `.await` on a [`Deferred`] polls: ready with the chain's result once the chain
+/// reaches this point.
+///
+/// The first poll that finds no result adds a callback to the chain, at its end, as
+/// Twisted's `await` does; when the chain reaches it, that callback takes the result (so a
+/// failure taken by `.await` counts as handled), wakes the awaiting task, and hands
+/// [`ResultPassedOn`] down the chain. Several futures may await one Deferred: each resumes,
+/// in the order they first polled; the first receives the result and the others
+/// `Err(ResultPassedOn)` (in Twisted the later awaiters receive `None`).
+///
+/// Dropping a `DeferredFuture` before it completes detaches it: the Deferred is not
+/// cancelled, and its result stays in the chain for the callbacks after it (a failure
+/// nobody handles is then reported as usual). A result that had already reached the
+/// dropped future is lost with it; if it was a failure, it is reported as unhandled. To
+/// cancel the Deferred instead, call [`cancel`](DeferredFuture::cancel) (Twisted's
+/// `asFuture(loop).cancel()`).
 pub struct DeferredFuture<T> {
     d: Deferred<T>,
+    /// Where the chain's callback leaves the result, once that callback is added.
+    slot: Option<Rc<RefCell<AwaitSlot>>>,
+}
+
+/// Shared by a [`DeferredFuture`] and the callback it added to the chain.
+struct AwaitSlot {
+    waker: Option<Waker>,
+    result: Option<core::Res>,
+    /// The future was dropped: the callback passes the result on untouched.
+    detached: bool,
+}
+
+impl<T: 'static> DeferredFuture<T> {
+    /// Cancels the Deferred this future awaits (Twisted's `asFuture(loop).cancel()`). The
+    /// future stays usable: polled again, it completes with the cancelled Deferred's
+    /// result, normally `Err(CancelledError)`.
+    ///
+    /// ```
+    /// use std::future::IntoFuture;
+    /// use torsion::defer::Deferred;
+    /// use torsion::error::CancelledError;
+    ///
+    /// let d = Deferred::<u8>::new();
+    /// let fut = d.clone().into_future();
+    /// fut.cancel();
+    /// assert!(d.called());
+    /// # let _ = d.take_result();
+    /// ```
+    pub fn cancel(&self) {
+        self.d.cancel();
+    }
 }
 
 impl<T: 'static> Future for DeferredFuture<T> {
     type Output = Result<T, Failure>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut self.get_mut().d;
-        note_awaiting(&this.core);
-        if this.has_result() {
+        let this = self.get_mut();
+        note_awaiting(&this.d.core);
+        if let Some(slot) = &this.slot {
+            let mut s = slot.borrow_mut();
+            if let Some(res) = s.result.take() {
+                drop(s);
+                this.slot = None;
+                return Poll::Ready(crate::defer::deferred::from_res::<T>(res));
+            }
+            match &s.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => s.waker = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        if this.d.has_result() {
             return Poll::Ready(
-                this.take_result()
+                this.d
+                    .take_result()
                     .unwrap_or_else(|| Err(Failure::new(ResultPassedOn))),
             );
         }
-        let add_link = {
-            let mut st = this.core.st.borrow_mut();
-            st.waker = Some(cx.waker().clone());
-            !std::mem::replace(&mut st.wake_link, true)
-        };
-        if add_link {
-            let weak = Rc::downgrade(&this.core);
-            core::add_link(
-                &this.core,
-                Box::new(move |res| {
-                    if let Some(c) = weak.upgrade() {
-                        let waker = c.st.borrow_mut().waker.take();
-                        if let Some(w) = waker {
-                            w.wake();
-                        }
-                    }
-                    Step::Done(res) // the result stays for the next poll to take
-                }),
-            );
-        }
+        let slot = Rc::new(RefCell::new(AwaitSlot {
+            waker: Some(cx.waker().clone()),
+            result: None,
+            detached: false,
+        }));
+        let theirs = slot.clone();
+        core::add_link(
+            &this.d.core,
+            Box::new(move |res| {
+                let mut s = theirs.borrow_mut();
+                if s.detached {
+                    return Step::Done(res);
+                }
+                s.result = Some(res);
+                let waker = s.waker.take();
+                drop(s);
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                Step::Done(Err(Failure::new(ResultPassedOn)))
+            }),
+        );
+        this.slot = Some(slot);
         Poll::Pending
+    }
+}
+
+impl<T> Drop for DeferredFuture<T> {
+    fn drop(&mut self) {
+        let Some(slot) = self.slot.take() else { return };
+        let mut s = slot.borrow_mut();
+        s.detached = true;
+        s.waker = None;
+        if let Some(Err(failure)) = s.result.take() {
+            drop(s);
+            if !failure.is::<ResultPassedOn>() {
+                crate::defer::unhandled::report(&failure);
+            }
+        }
     }
 }
 
@@ -190,6 +270,7 @@ fn poll_task(id: u64) {
 
 /// Drives `future` on `reactor` and returns a Deferred of its result (Twisted's
 /// `ensureDeferred`). The first poll happens now, as Twisted starts a coroutine at once.
+#[track_caller]
 pub fn ensure_deferred<T, R, F>(reactor: &R, future: F) -> Deferred<T>
 where
     T: 'static,
@@ -423,6 +504,86 @@ mod tests {
         );
         clock.run_due();
         assert_eq!(d.result().unwrap().unwrap(), 1);
+    }
+
+    #[test]
+    fn test_several_coroutines_awaiting_one_deferred_all_resume() {
+        let clock = Clock::new();
+        let shared = Deferred::<i32>::new();
+        let (a, b, c) = (shared.clone(), shared.clone(), shared.clone());
+        let first = ensure_deferred(&clock, async move { a.await });
+        let second = ensure_deferred(&clock, async move {
+            Ok::<_, Failure>(b.await.unwrap_err().is::<ResultPassedOn>())
+        });
+        let third = ensure_deferred(&clock, async move {
+            Ok::<_, Failure>(c.await.unwrap_err().is::<ResultPassedOn>())
+        });
+        shared.callback(3).unwrap();
+        clock.run_due();
+        assert_eq!(
+            first.result().unwrap().unwrap(),
+            3,
+            "the first awaiter gets it"
+        );
+        assert!(second.result().unwrap().unwrap(), "the others resume too");
+        assert!(third.result().unwrap().unwrap());
+    }
+
+    #[test]
+    fn test_awaiter_sees_the_result_at_its_place_in_the_chain() {
+        let clock = Clock::new();
+        let d = Deferred::<i32>::new();
+        let a = d.clone();
+        let task = ensure_deferred(&clock, async move { a.await });
+        // Added after the await began: runs after the awaiter took the result.
+        let later = d.clone().add_both(|r| Ok::<_, Failure>(r.is_err()));
+        d.callback(1).unwrap();
+        clock.run_due();
+        assert_eq!(task.result().unwrap().unwrap(), 1);
+        assert!(later.result().unwrap().unwrap());
+    }
+
+    fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+        Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn test_dropped_deferred_future_leaves_the_result_in_the_chain() {
+        let d = Deferred::<i32>::new();
+        let mut fut = d.clone().into_future();
+        assert!(poll_once(&mut fut).is_pending());
+        drop(fut);
+        d.callback(4).unwrap();
+        assert_eq!(d.result().unwrap().unwrap(), 4);
+    }
+
+    #[test]
+    fn test_dropped_deferred_future_holding_a_failure_reports_it() {
+        let u = crate::defer::tests_support_capture();
+        let d = Deferred::<i32>::new();
+        let mut fut = d.clone().into_future();
+        assert!(poll_once(&mut fut).is_pending());
+        d.errback(Failure::msg("never awaited to the end")).unwrap();
+        drop(fut);
+        assert_eq!(*u.borrow(), vec!["never awaited to the end".to_string()]);
+    }
+
+    #[test]
+    fn test_deferred_future_cancel_cancels_the_deferred() {
+        let cancelled = Rc::new(Cell::new(false));
+        let c = cancelled.clone();
+        let d = Deferred::<i32>::with_canceller(move |_| c.set(true));
+        let mut fut = d.clone().into_future();
+        assert!(poll_once(&mut fut).is_pending());
+        fut.cancel();
+        assert!(cancelled.get(), "the canceller ran");
+        match poll_once(&mut fut) {
+            Poll::Ready(Err(f)) => assert!(f.is::<CancelledError>()),
+            other => panic!(
+                "expected the cancellation, got {:?}",
+                other.map(|r| r.is_ok())
+            ),
+        }
     }
 
     #[test]

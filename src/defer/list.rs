@@ -69,7 +69,10 @@ impl<T: 'static> DeferredList<T> {
 
     /// Every member's result, in input order, once all have fired (an empty list fires at
     /// once with `[]`); with `fire_on_one_errback`, the first failure as [`FirstError`].
-    /// Cancelling it cancels the members that have not fired.
+    /// Cancelling it calls `cancel` on every member: those still pending fail with
+    /// [`CancelledError`](crate::error::CancelledError), those paused on an inner Deferred
+    /// cancel that inner, those done are left alone.
+    #[track_caller]
     pub fn build(self) -> Deferred<Vec<Result<T, Failure>>> {
         let n = self.members.len();
         let out = canceller_over(&self.members);
@@ -98,6 +101,7 @@ impl<T: 'static> DeferredList<T> {
 
     /// Fires with the first member to succeed and its index (Twisted's
     /// `fireOnOneCallback`); if none does, with every result. Never fires for an empty list.
+    #[track_caller]
     pub fn first_callback(self) -> Deferred<FirstCallback<T>> {
         let out = canceller_over(&self.members);
         let on_err = self.fire_on_one_errback;
@@ -165,14 +169,15 @@ impl<T: 'static> DeferredList<T> {
     }
 }
 
-/// A Deferred whose canceller cancels the given members.
+/// A Deferred whose canceller cancels every member, as Twisted's `DeferredList.cancel`
+/// does: `cancel` on a member that has fired does nothing, unless the member is paused
+/// waiting on an inner Deferred, which it then cancels.
+#[track_caller]
 fn canceller_over<T: 'static, U: 'static>(members: &[Deferred<T>]) -> Deferred<U> {
     let handles: Vec<Deferred<T>> = members.to_vec();
     Deferred::with_canceller(move |_| {
         for d in &handles {
-            if !d.called() {
-                d.cancel();
-            }
+            d.cancel();
         }
     })
 }
@@ -186,6 +191,7 @@ fn canceller_over<T: 'static, U: 'static>(members: &[Deferred<T>]) -> Deferred<U
 /// let all = gather_results(vec![succeed("a"), succeed("b")], false);
 /// assert_eq!(all.result().unwrap().unwrap(), vec!["a", "b"]);
 /// ```
+#[track_caller]
 pub fn gather_results<T: 'static>(ds: Vec<Deferred<T>>, consume_errors: bool) -> Deferred<Vec<T>> {
     DeferredList::new(ds)
         .fire_on_one_errback(true)
@@ -194,8 +200,9 @@ pub fn gather_results<T: 'static>(ds: Vec<Deferred<T>>, consume_errors: bool) ->
         .and_then(|results| results.into_iter().collect::<Result<Vec<T>, Failure>>())
 }
 
-/// The first member to succeed, with its index; the others are cancelled. If all fail, a
-/// [`FailureGroup`] (Twisted's `race`).
+/// The first member to succeed, with its index; the others are cancelled (before the
+/// result is delivered, including members paused on an inner Deferred). If all fail, a
+/// [`FailureGroup`] (Twisted's `race`). Cancelling it cancels every member.
 ///
 /// ```
 /// use torsion::defer::{race, Deferred};
@@ -206,6 +213,7 @@ pub fn gather_results<T: 'static>(ds: Vec<Deferred<T>>, consume_errors: bool) ->
 /// assert_eq!(winner.result().unwrap().unwrap(), (1, "fast"));
 /// assert!(slow.called(), "the loser was cancelled");
 /// ```
+#[track_caller]
 pub fn race<T: 'static>(ds: Vec<Deferred<T>>) -> Deferred<(usize, T)> {
     let n = ds.len();
     let handles: Vec<Deferred<T>> = ds.clone();
@@ -222,12 +230,14 @@ pub fn race<T: 'static>(ds: Vec<Deferred<T>>) -> Deferred<(usize, T)> {
             match r {
                 Ok(v) => {
                     won.set(true);
-                    let _ = out.callback((index, v));
+                    // As Twisted: cancel the losers (also those that fired but wait on an
+                    // inner Deferred), then fire the winner's result.
                     for (i, other) in handles.iter().enumerate() {
-                        if i != index && !other.called() {
+                        if i != index {
                             other.cancel();
                         }
                     }
+                    let _ = out.callback((index, v));
                 }
                 Err(f) => {
                     let all_failed = {

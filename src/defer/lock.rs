@@ -4,12 +4,19 @@
 //! (or a token) is yours; cancelling a waiting `acquire` takes it out of the queue. `run`
 //! acquires, runs a function (which may return a Deferred), and releases on success and on
 //! failure alike.
+//!
+//! As in Twisted (`acquire().addCallback(execute)`, where `execute` releases), the release
+//! in `run` sits *inside* the callback that runs once the lock is held: a `run` cancelled
+//! while it waits fails with `CancelledError` without ever holding the lock, so it releases
+//! nothing. Cancelling a `run` whose function is running cancels what the function returned;
+//! that settles it, and the lock is released then. A waiter that has already fired by other
+//! means (someone fired the Deferred `acquire` returned) is skipped, never handed a token.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::defer::waiters::Waiters;
-use crate::defer::{succeed, Deferred, IntoOutcome};
+use crate::defer::{maybe_deferred, succeed, Deferred, IntoOutcome};
 use crate::error::{NoTokens, NotAcquired};
 
 struct SemState {
@@ -67,6 +74,7 @@ impl DeferredSemaphore {
 
     /// A Deferred that fires when a token is yours. Cancelling it while it waits removes it
     /// from the queue.
+    #[track_caller]
     pub fn acquire(&self) -> Deferred<()> {
         let mut st = self.st.borrow_mut();
         if st.tokens > 0 {
@@ -96,12 +104,18 @@ impl DeferredSemaphore {
         Ok(())
     }
 
-    /// Acquires, runs `f`, and releases when what `f` returns has fired (either way).
+    /// Acquires, runs `f`, and releases when what `f` returns has fired (either way; a panic
+    /// in `f` is a [`Panicked`](crate::error::Panicked) failure). Cancelling it while it
+    /// waits for the token removes it from the queue and releases nothing.
+    #[track_caller]
     pub fn run<R: IntoOutcome>(&self, f: impl FnOnce() -> R + 'static) -> Deferred<R::Value> {
         let me = self.clone();
-        self.acquire().and_then(move |()| f()).add_both(move |r| {
-            let _ = me.release();
-            r
+        self.acquire().and_then(move |()| {
+            // Only reached holding a token: a cancelled or failed acquire skips this.
+            maybe_deferred(f).add_both(move |r| {
+                let _ = me.release();
+                r
+            })
         })
     }
 }
@@ -154,6 +168,7 @@ impl DeferredLock {
     }
 
     /// A Deferred that fires with the lock once it is yours.
+    #[track_caller]
     pub fn acquire(&self) -> Deferred<DeferredLock> {
         let me = self.clone();
         self.sem.acquire().add_callback(move |()| me)
@@ -165,6 +180,7 @@ impl DeferredLock {
     }
 
     /// Acquires, runs `f`, releases when its result has fired.
+    #[track_caller]
     pub fn run<R: IntoOutcome>(&self, f: impl FnOnce() -> R + 'static) -> Deferred<R::Value> {
         self.sem.run(f)
     }

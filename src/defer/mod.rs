@@ -40,11 +40,19 @@
 //!   cancellation through waiting chains) run in constant native stack.
 //! - A failure still in the slot when the last handle drops is reported through the
 //!   [unhandled-error hook](set_unhandled_error_hook).
+//! - A callback that panics is an exception in Twisted: the chain continues down its errback
+//!   path with a [`CallbackPanicked`](crate::error::CallbackPanicked) failure carrying the
+//!   message; the panic never escapes `callback()` and never leaves the chain stuck.
+//! - `cancel()` reaches the innermost Deferred a chain waits on, even one nobody else holds,
+//!   and returns on Deferreds that wait on each other in a cycle.
+//! - [`set_debugging`] records where each Deferred was made and first fired, for
+//!   `AlreadyCalledError`, unhandled-failure reports and `Debug`.
 //!
 //! Layer: engine core. Deferreds never touch I/O or a clock; timeouts take a
 //! [`ReactorTime`](crate::reactor::ReactorTime).
 
 mod core;
+mod debug;
 mod deferred;
 mod failure;
 mod future;
@@ -68,6 +76,7 @@ pub(crate) fn tests_support_capture() -> std::rc::Rc<std::cell::RefCell<Vec<Stri
     seen
 }
 
+pub use debug::{get_debugging, set_debugging};
 pub use deferred::{fail, maybe_deferred, succeed, Deferred, IntoOutcome, Outcome};
 pub use failure::{Causes, Failure, Message};
 pub use future::{ensure_deferred, DeferredFuture};

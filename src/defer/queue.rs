@@ -91,6 +91,7 @@ impl<T: 'static> DeferredQueue<T> {
 
     /// A Deferred of the next value: already fired if one waits. Cancelling a waiting getter
     /// removes it from the queue.
+    #[track_caller]
     pub fn get(&self) -> Result<Deferred<T>, QueueUnderflow> {
         let mut st = self.st.borrow_mut();
         if let Some(v) = st.pending.pop_front() {

@@ -25,6 +25,7 @@ impl<T> Default for Waiters<T> {
 impl<T: 'static> Waiters<T> {
     /// A new waiter at the back. Its canceller takes it out again, reaching these waiters
     /// through `owner` (the structure they live in) and `field`.
+    #[track_caller]
     pub(crate) fn wait<S: 'static>(
         &mut self,
         owner: Weak<RefCell<S>>,
@@ -43,9 +44,16 @@ impl<T: 'static> Waiters<T> {
         d
     }
 
-    /// The first waiter, removed.
+    /// The first waiter that has not fired, removed. A waiter fired by other means (its
+    /// handle is public) is dropped from the queue, so a token or value is never handed to a
+    /// Deferred that cannot take it.
     pub(crate) fn pop_front(&mut self) -> Option<Deferred<T>> {
-        self.queue.pop_front().map(|(_, d)| d)
+        while let Some((_, d)) = self.queue.pop_front() {
+            if !d.called() {
+                return Some(d);
+            }
+        }
+        None
     }
 
     /// How many wait.

@@ -2,7 +2,7 @@
 
 use super::support::{log, push};
 use crate::defer::{fail, maybe_deferred, succeed, Deferred, Failure, Outcome};
-use crate::error::{AlreadyCalledError, Panicked};
+use crate::error::{AlreadyCalledError, CallbackPanicked, Panicked};
 
 #[test]
 fn test_callback_with_no_args() {
@@ -211,21 +211,24 @@ fn test_callback_added_during_run_goes_to_the_end() {
 fn test_already_called_callback_twice() {
     let d = Deferred::<()>::new();
     d.callback(()).unwrap();
-    assert_eq!(d.callback(()), Err(AlreadyCalledError));
+    assert_eq!(d.callback(()), Err(AlreadyCalledError::new()));
 }
 
 #[test]
 fn test_already_called_errback_after_callback() {
     let d = Deferred::<()>::new();
     d.callback(()).unwrap();
-    assert_eq!(d.errback(Failure::msg("late")), Err(AlreadyCalledError));
+    assert_eq!(
+        d.errback(Failure::msg("late")),
+        Err(AlreadyCalledError::new())
+    );
 }
 
 #[test]
 fn test_already_called_callback_after_errback() {
     let d = Deferred::<()>::new();
     d.errback(Failure::msg("first")).unwrap();
-    assert_eq!(d.callback(()), Err(AlreadyCalledError));
+    assert_eq!(d.callback(()), Err(AlreadyCalledError::new()));
     let _ = d.take_result(); // handled
 }
 
@@ -233,7 +236,10 @@ fn test_already_called_callback_after_errback() {
 fn test_already_called_errback_twice() {
     let d = Deferred::<()>::new();
     d.errback(Failure::msg("first")).unwrap();
-    assert_eq!(d.errback(Failure::msg("second")), Err(AlreadyCalledError));
+    assert_eq!(
+        d.errback(Failure::msg("second")),
+        Err(AlreadyCalledError::new())
+    );
     assert_eq!(d.take_result().unwrap().unwrap_err().to_string(), "first");
 }
 
@@ -355,4 +361,54 @@ fn test_debug_shows_state() {
     assert!(format!("{d:?}").contains("pending"));
     d.callback(1).unwrap();
     assert!(format!("{d:?}").contains("fired"));
+}
+
+#[test]
+fn test_callback_that_panics_becomes_a_failure() {
+    let d = Deferred::<i32>::new();
+    let out = d
+        .clone()
+        .add_callback(|_| -> i32 { panic!("callback blew up") })
+        .add_callback(|x| x + 1); // skipped: the chain is on its errback path
+    d.callback(1).unwrap(); // the panic does not escape callback()
+    let f = out.take_result().unwrap().unwrap_err();
+    let p = f.downcast_ref::<CallbackPanicked>().unwrap();
+    assert_eq!(p.message, "callback blew up");
+    assert!(f.to_string().contains("callback blew up"));
+}
+
+#[test]
+fn test_errback_after_panicking_callback_runs_and_recovers() {
+    let d = Deferred::<i32>::new();
+    let out = d
+        .clone()
+        .add_callback(|x| -> i32 { panic!("formatted {x}") })
+        .add_errback(|f| {
+            let message = f.trap::<CallbackPanicked>()?.message.clone();
+            Ok(message.len() as i32)
+        });
+    d.callback(7).unwrap();
+    assert_eq!(out.result().unwrap().unwrap(), "formatted 7".len() as i32);
+    assert!(!d.paused(), "the chain is not stuck");
+}
+
+#[test]
+fn test_panicking_errback_and_later_callbacks_still_run() {
+    let l = log();
+    let d = Deferred::<i32>::new();
+    let l2 = l.clone();
+    let out = d
+        .clone()
+        .add_errback(|_f| -> Result<i32, Failure> { panic!("errback too") })
+        .add_both(move |r| {
+            push(&l2, "add_both ran");
+            r
+        });
+    d.errback(Failure::msg("first")).unwrap();
+    assert_eq!(*l.borrow(), vec!["add_both ran"]);
+    assert!(out
+        .take_result()
+        .unwrap()
+        .unwrap_err()
+        .is::<CallbackPanicked>());
 }

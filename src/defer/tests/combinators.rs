@@ -300,3 +300,90 @@ fn test_queue_cancelled_getter_leaves_the_queue() {
     assert_eq!(b.result().unwrap().unwrap(), 5);
     assert!(a.take_result().unwrap().unwrap_err().is::<CancelledError>());
 }
+
+/// A member that fired but whose callback returned an unfired inner Deferred: cancelling
+/// the member cancels that inner (the inner is also held here, so only the list's own
+/// cancel logic is under test).
+fn member_paused_on_inner(log: &super::support::Log) -> (Deferred<i32>, Deferred<i32>) {
+    let l = log.clone();
+    let inner = Deferred::<i32>::with_canceller(move |_| push(&l, "inner cancelled"));
+    let i = inner.clone();
+    let source = Deferred::<i32>::new();
+    let member = source.clone().and_then(move |_| i);
+    source.callback(0).unwrap();
+    assert!(member.called() && member.paused());
+    (member, inner)
+}
+
+#[test]
+fn test_cancel_deferred_list_cancels_member_paused_on_inner() {
+    let _u = Unhandled::capture();
+    let l = log();
+    let (member, inner) = member_paused_on_inner(&l);
+    let pending = Deferred::<i32>::new();
+    let list = DeferredList::new(vec![member, pending.clone()]).build();
+    list.cancel();
+    assert_eq!(*l.borrow(), vec!["inner cancelled"]);
+    assert!(inner.called() && pending.called());
+    let results = list.take_result().unwrap().unwrap();
+    assert!(results
+        .iter()
+        .all(|r| r.as_ref().unwrap_err().is::<CancelledError>()));
+}
+
+#[test]
+fn test_cancel_gather_results_cancels_member_paused_on_inner() {
+    let _u = Unhandled::capture();
+    let l = log();
+    let (member, _inner) = member_paused_on_inner(&l);
+    let done = succeed(1);
+    let all = gather_results(vec![done, member], true);
+    all.cancel();
+    assert_eq!(*l.borrow(), vec!["inner cancelled"]);
+    let f = all.take_result().unwrap().unwrap_err();
+    let first = f.downcast_ref::<FirstError>().unwrap();
+    assert!(first.failure.is::<CancelledError>());
+    assert_eq!(first.index, 1);
+}
+
+#[test]
+fn test_race_cancels_loser_paused_on_inner() {
+    let _u = Unhandled::capture();
+    let l = log();
+    let (loser, inner) = member_paused_on_inner(&l);
+    let winner = Deferred::<i32>::new();
+    let r = race(vec![loser, winner.clone()]);
+    winner.callback(5).unwrap();
+    assert_eq!(*l.borrow(), vec!["inner cancelled"]);
+    assert!(inner.called());
+    assert_eq!(r.result().unwrap().unwrap(), (1, 5));
+}
+
+#[test]
+fn test_race_cancels_losers_before_firing_the_winners_result() {
+    let _u = Unhandled::capture();
+    let l = log();
+    let l2 = l.clone();
+    let loser = Deferred::<i32>::with_canceller(move |_| push(&l2, "loser cancelled"));
+    let winner = Deferred::<i32>::new();
+    let l3 = l.clone();
+    let r = race(vec![loser, winner.clone()]).add_callback(move |(i, v)| {
+        push(&l3, "winner delivered");
+        (i, v)
+    });
+    winner.callback(5).unwrap();
+    assert_eq!(*l.borrow(), vec!["loser cancelled", "winner delivered"]);
+    assert_eq!(r.result().unwrap().unwrap(), (1, 5));
+}
+
+#[test]
+fn test_cancel_race_cancels_member_paused_on_inner() {
+    let _u = Unhandled::capture();
+    let l = log();
+    let (member, _inner) = member_paused_on_inner(&l);
+    let r = race(vec![member, Deferred::new()]);
+    r.cancel();
+    assert_eq!(*l.borrow(), vec!["inner cancelled"]);
+    let f = r.take_result().unwrap().unwrap_err();
+    assert_eq!(f.downcast_ref::<FailureGroup>().unwrap().failures.len(), 2);
+}

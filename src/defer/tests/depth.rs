@@ -113,6 +113,53 @@ fn cancel_through_nested_waits() {
     assert!(f.is::<CancelledError>());
 }
 
+/// The same nesting with only the outermost handle kept: the chain holds every level
+/// strongly for `cancel`, which still reaches the innermost canceller; then dropping that
+/// one handle frees all 100,000 levels without recursion.
+fn cancel_and_drop_through_nested_waits_nobody_else_holds() {
+    let cancelled = Rc::new(Cell::new(false));
+    let c = cancelled.clone();
+    let innermost = Deferred::<usize>::with_canceller(move |_| c.set(true));
+    let probe = std::rc::Rc::downgrade(&innermost.core);
+    let mut next = Some(innermost);
+    let mut outer_tail = None;
+    for _ in 0..N {
+        let d = Deferred::<usize>::new();
+        let inner = next.take().expect("set each turn");
+        let tail = d.clone().and_then(move |_| inner);
+        d.callback(0).unwrap();
+        next = Some(tail.clone());
+        outer_tail = Some(tail);
+    }
+    drop(next);
+    let outer = outer_tail.expect("N > 0");
+    assert!(probe.upgrade().is_some(), "kept alive through the chain");
+    let kept = outer.clone();
+    drop(outer);
+    kept.cancel();
+    assert!(cancelled.get(), "cancel reached the innermost Deferred");
+    assert!(kept.result().unwrap().unwrap_err().is::<CancelledError>());
+    drop(kept);
+    assert!(probe.upgrade().is_none());
+
+    // Abandoned instead of cancelled: every level is freed.
+    let innermost = Deferred::<usize>::new();
+    let probe = std::rc::Rc::downgrade(&innermost.core);
+    let mut next = innermost;
+    for _ in 0..N {
+        let d = Deferred::<usize>::new();
+        let inner = next;
+        next = d.clone().and_then(move |_| inner);
+        d.callback(0).unwrap();
+    }
+    assert!(probe.upgrade().is_some());
+    drop(next);
+    assert!(
+        probe.upgrade().is_none(),
+        "no reference cycle holds the chain"
+    );
+}
+
 /// An unfired chain of waiting Deferreds, dropped: no recursion in drop.
 fn drop_long_waiting_chain() {
     let ds: Vec<Deferred<usize>> = (0..N).map(|_| Deferred::new()).collect();
@@ -154,5 +201,6 @@ both_stacks!(
     chain_deferred_links,
     many_callbacks_on_one,
     cancel_through_nested_waits,
+    cancel_and_drop_through_nested_waits_nobody_else_holds,
     drop_long_waiting_chain
 );
