@@ -1,6 +1,7 @@
 //! Connecting and listening: connectors, the handshake, listeners.
 //!
-//! A connect sends a SYN across the [`link`]. The server's host, if it has a
+//! A connect sends a SYN across the [`link`]; the connector itself is the engine's
+//! [`ConnectorCore`] (the state machine every reactor drives), with a [`ConnectIo`] that sends it. The server's host, if it has a
 //! listener on the port whose factory builds a protocol (and the SYN was not marked refused by
 //! the refuse fault), creates its end at once (accept,
 //! `connection_made`) and answers with a SYN-ACK; otherwise with a refusal. The client's
@@ -9,19 +10,20 @@
 //! The SYN-ACK travels in the server's sending direction, so the server's first data never
 //! overtakes it. A connect that hears nothing (a SYN lost in a partition) times out.
 
-use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use torsion::defer::Failure;
-use torsion::error::{CancelledError, ConnectionRefused, TimeoutError};
-use torsion::protocol::{Address, ClientFactory, Connector, ConnectorDriver, ConnectorState};
-use torsion::reactor::ReactorTimeExt;
+use torsion::error::ConnectionRefused;
+use torsion::protocol::{
+    Address, ClientFactory, ConnectIo, Connector, ConnectorCore, FactoryStarts,
+};
+use torsion::reactor::{DelayedCall, ReactorTime};
 
 use crate::host::{Host, HostState};
 use crate::net::link::{self, Packet, Payload};
-use crate::net::tcp::{new_conn, SimConn};
+use crate::net::tcp::new_conn;
 use crate::trace::Kind;
 use crate::world::World;
 
@@ -33,7 +35,7 @@ pub(crate) struct Syn {
     client_addr: Address,
     /// `host:port` as the client gave it.
     peer: String,
-    connector: Rc<SimConnector>,
+    connector: Rc<ConnectorCore>,
     attempt: u64,
     /// Refused by a fault, whatever listens.
     refused: bool,
@@ -50,13 +52,13 @@ impl Syn {
 pub(crate) struct SynAck {
     server_addr: Address,
     client_addr: Address,
-    connector: Rc<SimConnector>,
+    connector: Rc<ConnectorCore>,
     attempt: u64,
 }
 
 /// The answer to a SYN nobody accepted.
 pub(crate) struct Refused {
-    connector: Rc<SimConnector>,
+    connector: Rc<ConnectorCore>,
     attempt: u64,
     peer: String,
 }
@@ -89,85 +91,29 @@ fn resolve(world: &World, dest: &str) -> Option<usize> {
         .map(|h| h.st.index)
 }
 
-/// A simulated connector.
-pub(crate) struct SimConnector {
-    me: Weak<SimConnector>,
+/// The I/O half of a simulated connector: a SYN across the link. The state machine (attempts,
+/// the timeout, factory start/stop, failed/lost) is the engine's [`ConnectorCore`], the same
+/// one the real reactor drives.
+struct SimConnectIo {
     host: Weak<HostState>,
     dest: String,
     port: u16,
-    factory: Rc<dyn ClientFactory>,
-    timeout: Duration,
-    state: Cell<ConnectorState>,
-    attempt: Cell<u64>,
-    conn: RefCell<Weak<SimConn>>,
-    timeout_call: RefCell<Option<torsion::reactor::DelayedCall>>,
 }
 
-impl SimConnector {
-    fn cancel_timeout(&self) {
-        if let Some(call) = self.timeout_call.borrow_mut().take() {
-            let _ = call.cancel();
-        }
-    }
-
-    fn handle(&self) -> Option<Connector> {
-        self.me
-            .upgrade()
-            .map(|me| Connector::new(me as Rc<dyn ConnectorDriver>))
-    }
-
-    fn failed(&self, attempt: u64, reason: Failure) {
-        if attempt != self.attempt.get() || self.state.get() != ConnectorState::Connecting {
-            return;
-        }
-        self.cancel_timeout();
-        self.state.set(ConnectorState::Disconnected);
-        let (Some(st), Some(handle)) = (self.host.upgrade(), self.handle()) else {
+impl ConnectIo for SimConnectIo {
+    fn open(&self, core: &Rc<ConnectorCore>, attempt: u64) {
+        let Some(st) = self.host.upgrade() else {
             return;
         };
-        if let Some(w) = st.world() {
-            w.record(
-                Some(st.index),
-                None,
-                Kind::ConnectFailed {
-                    reason: reason.to_string(),
-                },
-            );
-        }
-        self.factory.client_connection_failed(&handle, reason);
-        if self.state.get() == ConnectorState::Disconnected {
-            st.starts.borrow_mut().do_stop(&self.factory);
-        }
-    }
-
-    fn start(&self) {
-        let (Some(st), Some(handle)) = (self.host.upgrade(), self.handle()) else {
+        let (Some(world), Some(host)) = (st.world(), st.handle()) else {
             return;
         };
-        let Some(world) = st.world() else { return };
-        let Some(host) = st.handle() else { return };
-        let attempt = self.attempt.get() + 1;
-        self.attempt.set(attempt);
-        self.state.set(ConnectorState::Connecting);
-        st.starts.borrow_mut().do_start(&self.factory);
         let peer = format!("{}:{}", self.dest, self.port);
-        world.record(Some(st.index), None, Kind::Connect { to: peer.clone() });
-        self.factory.started_connecting(&handle);
-        // Pending work holds the connector strongly (the reactor keeps it alive, as
-        // Twisted's does): the timeout, the SYN in flight, and later the connection.
-        let Some(me) = self.me.upgrade() else { return };
-        let timeout = self.timeout;
-        let call = host.call_later(timeout, move || {
-            me.failed(attempt, Failure::new(TimeoutError(timeout)));
-        });
-        *self.timeout_call.borrow_mut() = Some(call);
-        let Some(strong) = self.me.upgrade() else {
-            return;
-        };
         let Some(server) = resolve(&world, &self.dest) else {
             // No such host: refused on the spot, on the next turn.
+            let core = core.clone();
             st.schedule_global(world.now.get(), move || {
-                strong.failed(attempt, Failure::new(ConnectionRefused { peer }));
+                core.failed(attempt, Failure::new(ConnectionRefused { peer }));
             });
             return;
         };
@@ -178,13 +124,58 @@ impl SimConnector {
             port: self.port,
             client_addr,
             peer,
-            connector: strong,
+            connector: core.clone(),
             attempt,
             refused: false,
         };
         let mut pkt = Packet::between(st.index, server, Payload::Syn(Box::new(syn)));
         pkt.from_conn = cid;
         link::send(&world, pkt);
+    }
+
+    /// A SYN in flight stays in flight: its answer finds the attempt stale and is dropped
+    /// (a SYN-ACK is answered with a reset, as a real stack does).
+    fn release(&self) {}
+
+    fn destination(&self) -> Address {
+        let ip = self
+            .host
+            .upgrade()
+            .and_then(|st| st.world())
+            .and_then(|w| resolve(&w, &self.dest).and_then(|i| w.host(i)))
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED, |h| h.ip());
+        Address::tcp(SocketAddr::from((ip, self.port)))
+    }
+
+    fn call_later(&self, delay: Duration, f: Box<dyn FnOnce()>) -> Option<DelayedCall> {
+        let host = self.host.upgrade()?.handle()?;
+        Some(host.call_later_boxed(delay, f))
+    }
+
+    fn with_starts(&self, f: &mut dyn FnMut(&mut FactoryStarts)) {
+        if let Some(st) = self.host.upgrade() {
+            f(&mut st.starts.borrow_mut());
+        }
+    }
+
+    fn attempt_started(&self, _attempt: u64) {
+        let Some(st) = self.host.upgrade() else {
+            return;
+        };
+        if let Some(w) = st.world() {
+            let to = format!("{}:{}", self.dest, self.port);
+            w.record(Some(st.index), None, Kind::Connect { to });
+        }
+    }
+
+    fn attempt_failed(&self, reason: &Failure) {
+        let Some(st) = self.host.upgrade() else {
+            return;
+        };
+        if let Some(w) = st.world() {
+            let reason = reason.to_string();
+            w.record(Some(st.index), None, Kind::ConnectFailed { reason });
+        }
     }
 }
 
@@ -275,20 +266,16 @@ pub(crate) fn synack_arrive(
         (rst.from_conn, rst.to_conn) = (cid, sid);
         link::send(world, rst);
     };
-    let sc = ack.connector;
+    let core = ack.connector;
     let Some(host) = world.host(client) else {
         return;
     };
-    if !host.is_up()
-        || sc.attempt.get() != ack.attempt
-        || sc.state.get() != ConnectorState::Connecting
-    {
+    if !host.is_up() || !core.is_current(ack.attempt) {
         reset_server(world);
         return;
     }
-    let Some(protocol) = sc.factory.build_protocol(&ack.server_addr) else {
-        reset_server(world);
-        sc.failed(ack.attempt, Failure::new(CancelledError));
+    let Some(protocol) = core.build_protocol(ack.attempt, &ack.server_addr) else {
+        reset_server(world); // the factory declined: the attempt failed with CancelledError
         return;
     };
     let c = new_conn(
@@ -300,64 +287,9 @@ pub(crate) fn synack_arrive(
         ack.server_addr,
         protocol,
     );
-    sc.cancel_timeout();
-    sc.state.set(ConnectorState::Connected);
-    *sc.conn.borrow_mut() = Rc::downgrade(&c);
-    let keep = sc.clone();
-    c.conn.set_on_lost(move |reason| {
-        let sc = keep;
-        sc.state.set(ConnectorState::Disconnected);
-        if let Some(handle) = sc.handle() {
-            sc.factory.client_connection_lost(&handle, reason);
-        }
-        if sc.state.get() == ConnectorState::Disconnected {
-            if let Some(st) = sc.host.upgrade() {
-                st.starts.borrow_mut().do_stop(&sc.factory);
-            }
-        }
-    });
+    core.connected(ack.attempt, &c.conn);
     world.record(Some(client), Some(cid), Kind::Made);
     c.conn.make_connection();
-}
-
-impl ConnectorDriver for SimConnector {
-    fn connect(&self) {
-        if self.state.get() == ConnectorState::Disconnected {
-            self.start();
-        }
-    }
-
-    fn stop_connecting(&self) {
-        if self.state.get() == ConnectorState::Connecting {
-            self.failed(self.attempt.get(), Failure::new(CancelledError));
-        }
-    }
-
-    fn disconnect(&self) {
-        match self.state.get() {
-            ConnectorState::Connecting => self.stop_connecting(),
-            ConnectorState::Connected => {
-                if let Some(c) = self.conn.borrow().upgrade() {
-                    c.transport().lose_connection();
-                }
-            }
-            ConnectorState::Disconnected => {}
-        }
-    }
-
-    fn get_destination(&self) -> Address {
-        let ip = self
-            .host
-            .upgrade()
-            .and_then(|st| st.world())
-            .and_then(|w| resolve(&w, &self.dest).and_then(|i| w.host(i)))
-            .map_or(std::net::Ipv4Addr::UNSPECIFIED, |h| h.ip());
-        Address::tcp(SocketAddr::from((ip, self.port)))
-    }
-
-    fn state(&self) -> ConnectorState {
-        self.state.get()
-    }
 }
 
 /// Starts connecting from `host` to `dest:port`.
@@ -368,19 +300,13 @@ pub(crate) fn connect(
     factory: Rc<dyn ClientFactory>,
     timeout: Duration,
 ) -> Connector {
-    let sc = Rc::new_cyclic(|me| SimConnector {
-        me: me.clone(),
+    let io = SimConnectIo {
         host: Rc::downgrade(&host.st),
         dest: dest.to_string(),
         port,
-        factory,
-        timeout,
-        state: Cell::new(ConnectorState::Disconnected),
-        attempt: Cell::new(0),
-        conn: RefCell::new(Weak::new()),
-        timeout_call: RefCell::new(None),
-    });
-    let handle = Connector::new(sc.clone() as Rc<dyn ConnectorDriver>);
-    sc.start();
+    };
+    let core = ConnectorCore::new(factory, timeout, Box::new(io));
+    let handle = core.handle();
+    core.start();
     handle
 }
