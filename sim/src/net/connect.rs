@@ -1,8 +1,8 @@
 //! Connecting and listening: connectors, the handshake, listeners.
 //!
 //! A connect sends a SYN across the [`link`]; the connector itself is the engine's
-//! [`ConnectorCore`] (the state machine every reactor drives), with a [`ConnectIo`] that sends it. The server's host, if it has a
-//! listener on the port whose factory builds a protocol (and the SYN was not marked refused by
+//! [`ConnectorCore`] (the state machine every reactor drives), with a [`ConnectIo`] that sends
+//! the SYN. The server's host, if it has a listener on the port whose factory builds a protocol (and the SYN was not marked refused by
 //! the refuse fault), creates its end at once (accept,
 //! `connection_made`) and answers with a SYN-ACK; otherwise with a refusal. The client's
 //! end is created when the SYN-ACK arrives, if the attempt is still the connector's
