@@ -621,6 +621,8 @@ struct SimConnector {
     timeout: Duration,
     state: Cell<ConnectorState>,
     attempt: Cell<u64>,
+    /// The host's incarnation when the attempt started: a crash ends the attempt.
+    incarnation: Cell<u32>,
     conn: RefCell<Weak<SimConn>>,
     timeout_call: RefCell<Option<torsion::reactor::DelayedCall>>,
 }
@@ -670,6 +672,7 @@ impl SimConnector {
         let Some(host) = st.handle() else { return };
         let attempt = self.attempt.get() + 1;
         self.attempt.set(attempt);
+        self.incarnation.set(st.incarnation.get());
         self.state.set(ConnectorState::Connecting);
         st.starts.borrow_mut().do_start(&self.factory);
         world.record(
@@ -845,7 +848,11 @@ fn synack_arrive(
     let Some(host) = world.host(client) else {
         return;
     };
-    if !host.is_up() || sc.attempt.get() != attempt || sc.state.get() != ConnectorState::Connecting
+    // An attempt made before the host crashed died with it, even if the host is up again.
+    if !host.is_up()
+        || host.st.incarnation.get() != sc.incarnation.get()
+        || sc.attempt.get() != attempt
+        || sc.state.get() != ConnectorState::Connecting
     {
         reset_server(world);
         return;
@@ -941,6 +948,7 @@ pub(crate) fn connect(
         timeout,
         state: Cell::new(ConnectorState::Disconnected),
         attempt: Cell::new(0),
+        incarnation: Cell::new(0),
         conn: RefCell::new(Weak::new()),
         timeout_call: RefCell::new(None),
     });
