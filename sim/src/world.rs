@@ -173,6 +173,8 @@ pub(crate) struct World {
     pub(crate) thread_calls: torsion::reactor::ThreadCallQueue,
     /// Scratch space for [`next_due`].
     scratch: RefCell<Scratch>,
+    /// The `buggify!` sites this run has enabled.
+    pub(crate) buggify: crate::buggify::Sites,
 }
 
 /// The host index of the world's own queue in `wakeups`.
@@ -394,6 +396,7 @@ impl SimBuilder {
             wakeups: RefCell::new(BinaryHeap::new()),
             thread_calls: torsion::reactor::ThreadCallQueue::new(None),
             scratch: RefCell::default(),
+            buggify: crate::buggify::Sites::default(),
         });
         let w = Rc::downgrade(&world);
         world
@@ -618,6 +621,7 @@ impl Sim {
 
     /// Runs one event. Returns `false` if there was none (or a check failed).
     pub fn step(&self) -> bool {
+        let _current = crate::buggify::enter(&self.world);
         step(&self.world, u64::MAX) == StepResult::Ran
     }
 
@@ -646,6 +650,7 @@ impl Sim {
     /// limit is hit. Returns whether the condition held.
     pub fn run_until(&self, condition: impl Fn() -> bool) -> bool {
         let limit = self.world.cfg.max_time.as_nanos() as u64;
+        let _current = crate::buggify::enter(&self.world);
         loop {
             if condition() {
                 return true;
@@ -658,6 +663,8 @@ impl Sim {
     }
 
     fn run_to(&self, until: u64) -> Stop {
+        // User code run in these steps reaches the world's decisions through `buggify!`.
+        let _current = crate::buggify::enter(&self.world);
         loop {
             match step(&self.world, until) {
                 StepResult::Ran => {}
