@@ -19,6 +19,14 @@ fn echo_world(
     server.start(|h| {
         h.listen_tcp(7, ForProtocol::<Echo>::new()).unwrap();
     });
+    echo_client(sim, messages)
+}
+
+/// A client of `server:7` sending `messages`; its outcome once finished.
+fn echo_client(
+    sim: &Sim,
+    messages: Vec<Vec<u8>>,
+) -> Rc<RefCell<Option<Result<EchoReport, Failure>>>> {
     let client = sim.host("client");
     let (factory, done) = EchoClientFactory::new(messages);
     let outcome = Rc::new(RefCell::new(None));
@@ -122,4 +130,52 @@ fn echo_on_the_real_reactor() {
             let _ = r.stop();
         });
     reactor.run().unwrap();
+}
+
+// README: "Fault points in your own code"
+#[test]
+fn a_buggified_slow_answer_is_still_an_answer() {
+    #[derive(Default)]
+    struct SlowEcho {
+        t: Transport,
+    }
+    impl Protocol for SlowEcho {
+        fn connection_made(&mut self, t: &Transport) {
+            self.t = t.clone();
+        }
+        fn data_received(&mut self, data: &[u8]) {
+            let delay = if torsion_sim::buggify!() {
+                Duration::from_secs(2)
+            } else {
+                Duration::ZERO
+            };
+            let answer = data.to_vec();
+            self.t
+                .call_later(delay, move |me: &mut SlowEcho| me.t.write(&answer));
+        }
+    }
+    let buggified = std::sync::atomic::AtomicU64::new(0);
+    check_with(
+        Options::new("echo with a slow backend").seeds(100),
+        &Sim::builder,
+        |sim: &Sim| {
+            sim.host("server").start(|h| {
+                h.listen_tcp(7, ForProtocol::<SlowEcho>::new()).unwrap();
+            });
+            let msgs: Vec<Vec<u8>> = (0..30).map(|i| vec![b'a' + i; 10]).collect();
+            let outcome = echo_client(sim, msgs);
+            sim.run_until_idle();
+            let report = outcome
+                .borrow_mut()
+                .take()
+                .expect("finished")
+                .expect("echoed");
+            assert_eq!(report.messages, 30);
+            if sim.now().since_epoch() > Duration::from_secs(2) {
+                buggified.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        },
+    );
+    // Some seeds took the slow path (enabled at 1 in 4 seeds, then 1 call in 20).
+    assert!(buggified.into_inner() > 0);
 }

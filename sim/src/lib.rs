@@ -12,6 +12,8 @@
 //!   smaller ([`shrink`]) yields the simplest schedule that still fails;
 //! - the runner ([`check()`](fn@check)) sweeps seeds in parallel, and on a failure prints the seed, the
 //!   fault mix, the replay command and the shrunk trace, and writes a replay file;
+//! - user code marks its own rare paths with [`buggify!`], which the simulator takes now
+//!   and then, as a decision of the run (module [`buggify`](mod@buggify));
 //! - [`prop`] gives proptest strategies over schedules and fault plans, and
 //!   [`assert_trace_snapshot!`] snapshots a trace with insta.
 //!
@@ -40,6 +42,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod buggify;
 pub mod check;
 pub mod decide;
 pub mod faults;

@@ -2,11 +2,12 @@
 //!
 //! A connect sends a SYN across the [`link`]; the connector itself is the engine's
 //! [`ConnectorCore`] (the state machine every reactor drives), with a [`ConnectIo`] that sends
-//! the SYN. The server's host, if it has a listener on the port whose factory builds a protocol (and the SYN was not marked refused by
-//! the refuse fault), creates its end at once (accept,
-//! `connection_made`) and answers with a SYN-ACK; otherwise with a refusal. The client's
-//! end is created when the SYN-ACK arrives, if the attempt is still the connector's
-//! current one; otherwise (a timeout, a stop, a crash came first) the server's end is reset.
+//! the SYN. The server's host, if it has a listener on the port whose factory builds a
+//! protocol (and the SYN was not marked refused by the refuse fault), creates its end at once
+//! (accept, `connection_made`) and answers with a SYN-ACK; otherwise with a refusal. The
+//! client's end is created when the SYN-ACK arrives, if the attempt is still the connector's
+//! current one and the client host has not crashed since it sent the SYN; otherwise (a
+//! timeout, a stop, a crash came first) the server's end is reset.
 //! The SYN-ACK travels in the server's sending direction, so the server's first data never
 //! overtakes it. A connect that hears nothing (a SYN lost in a partition) times out.
 
@@ -37,6 +38,8 @@ pub(crate) struct Syn {
     peer: String,
     connector: Rc<ConnectorCore>,
     attempt: u64,
+    /// The client host's incarnation when it sent the SYN: a crash ends the attempt.
+    incarnation: u32,
     /// Refused by a fault, whatever listens.
     refused: bool,
 }
@@ -54,6 +57,7 @@ pub(crate) struct SynAck {
     client_addr: Address,
     connector: Rc<ConnectorCore>,
     attempt: u64,
+    incarnation: u32,
 }
 
 /// The answer to a SYN nobody accepted.
@@ -126,6 +130,7 @@ impl ConnectIo for SimConnectIo {
             peer,
             connector: core.clone(),
             attempt,
+            incarnation: st.incarnation.get(),
             refused: false,
         };
         let mut pkt = Packet::between(st.index, server, Payload::Syn(Box::new(syn)));
@@ -234,6 +239,7 @@ pub(crate) fn syn_arrive(world: &Rc<World>, client: usize, cid: u64, server: usi
         client_addr: syn.client_addr,
         connector: syn.connector,
         attempt: syn.attempt,
+        incarnation: syn.incarnation,
     };
     link::send(
         world,
@@ -270,7 +276,11 @@ pub(crate) fn synack_arrive(
     let Some(host) = world.host(client) else {
         return;
     };
-    if !host.is_up() || !core.is_current(ack.attempt) {
+    // An attempt made before the host crashed died with it, even if the host is up again.
+    if !host.is_up()
+        || host.st.incarnation.get() != ack.incarnation
+        || !core.is_current(ack.attempt)
+    {
         reset_server(world);
         return;
     }

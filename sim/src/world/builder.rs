@@ -136,6 +136,7 @@ impl SimBuilder {
             wakeups: RefCell::new(BinaryHeap::new()),
             thread_calls: torsion::reactor::ThreadCallQueue::new(None),
             scratch: RefCell::default(),
+            buggify: crate::buggify::Sites::default(),
         });
         let w = Rc::downgrade(&world);
         world

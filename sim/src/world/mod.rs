@@ -64,6 +64,8 @@ pub(crate) struct World {
     pub(crate) thread_calls: torsion::reactor::ThreadCallQueue,
     /// Scratch space for the scheduler.
     pub(crate) scratch: RefCell<sched::Scratch>,
+    /// The `buggify!` sites this run has enabled.
+    pub(crate) buggify: crate::buggify::Sites,
 }
 
 /// The host index of the world's own queue in `wakeups`.

@@ -203,6 +203,7 @@ impl Sim {
 
     /// Runs one event. Returns `false` if there was none (or a check failed).
     pub fn step(&self) -> bool {
+        let _current = crate::buggify::enter(&self.world);
         step(&self.world, u64::MAX) == StepResult::Ran
     }
 
@@ -231,6 +232,7 @@ impl Sim {
     /// limit is hit. Returns whether the condition held.
     pub fn run_until(&self, condition: impl Fn() -> bool) -> bool {
         let limit = self.world.cfg.max_time.as_nanos() as u64;
+        let _current = crate::buggify::enter(&self.world);
         loop {
             if condition() {
                 return true;
@@ -243,6 +245,8 @@ impl Sim {
     }
 
     fn run_to(&self, until: u64) -> Stop {
+        // User code run in these steps reaches the world's decisions through `buggify!`.
+        let _current = crate::buggify::enter(&self.world);
         loop {
             match step(&self.world, until) {
                 StepResult::Ran => {}
