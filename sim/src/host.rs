@@ -16,19 +16,24 @@ use std::time::Duration;
 use torsion::defer::{succeed, Deferred};
 use torsion::protocol::{Address, ClientFactory, Connector, Factory, FactoryStarts};
 use torsion::reactor::{
-    CannotListenError, DatagramProtocol, DatagramTransport, DelayedCall, Instant, ListeningPort,
-    ListeningPortDriver, Phase, ReactorCore, ReactorError, ReactorRandom, ReactorTcp, ReactorTime,
-    ReactorUdp, SystemEvent, SystemEventTriggers, TimerQueue, Trigger, TriggerId,
+    CannotListenError, DatagramProtocol, DatagramTransport, DelayedCall, Instant, Lifecycle,
+    ListeningPort, ListeningPortDriver, Phase, ReactorCore, ReactorError, ReactorRandom,
+    ReactorTcp, ReactorTime, ReactorUdp, SystemEvent, TimerQueue, Trigger, TriggerId,
 };
 
 use crate::net::{self, SimConn};
 use crate::trace::Kind;
 use crate::world::World;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum RunState {
-    Running,
-    Stopped,
+/// A host's run state: the engine's [`Lifecycle`], started when the host boots (a simulated
+/// host is running from creation) and replaced by a fresh one at a crash (a restarted process
+/// has no triggers and has not been stopped). Held as an `Rc` so that triggers run with no
+/// borrow of the host held: a trigger may crash the host or add triggers.
+fn booted() -> Rc<Lifecycle> {
+    let life = Lifecycle::new();
+    // A new lifecycle always starts (no triggers are registered yet).
+    let _ = life.start();
+    Rc::new(life)
 }
 
 /// What a host runs at boot and after each restart.
@@ -48,8 +53,7 @@ pub(crate) struct HostState {
     drift_ppm: u64,
     pub(crate) up: Cell<bool>,
     pub(crate) incarnation: Cell<u32>,
-    run_state: Cell<RunState>,
-    triggers: RefCell<SystemEventTriggers>,
+    life: RefCell<Rc<Lifecycle>>,
     pub(crate) listeners: RefCell<BTreeMap<u16, Listener>>,
     pub(crate) conns: RefCell<BTreeMap<u64, Rc<SimConn>>>,
     pub(crate) starts: RefCell<FactoryStarts>,
@@ -78,8 +82,7 @@ impl HostState {
             drift_ppm,
             up: Cell::new(true),
             incarnation: Cell::new(0),
-            run_state: Cell::new(RunState::Running),
-            triggers: RefCell::new(SystemEventTriggers::new()),
+            life: RefCell::new(booted()),
             listeners: RefCell::new(BTreeMap::new()),
             conns: RefCell::new(BTreeMap::new()),
             starts: RefCell::new(FactoryStarts::new()),
@@ -257,7 +260,7 @@ impl Host {
         self.st.up.set(false);
         self.st.incarnation.set(self.st.incarnation.get() + 1);
         self.st.teardown();
-        *self.st.triggers.borrow_mut() = SystemEventTriggers::new();
+        *self.st.life.borrow_mut() = booted();
         *self.st.starts.borrow_mut() = FactoryStarts::new();
     }
 
@@ -267,7 +270,6 @@ impl Host {
             return;
         }
         self.st.up.set(true);
-        self.st.run_state.set(RunState::Running);
         self.st.record(Kind::Restart);
         let startup = self.st.startup.borrow().clone();
         if let Some(f) = startup {
@@ -283,6 +285,10 @@ impl Host {
     /// Pending timers on this host.
     pub fn pending_calls(&self) -> usize {
         self.st.queue.len()
+    }
+
+    fn life(&self) -> Rc<Lifecycle> {
+        self.st.life.borrow().clone()
     }
 
     pub(crate) fn alloc_port(&self) -> u16 {
@@ -364,42 +370,41 @@ impl ReactorRandom for Host {
 
 impl ReactorCore for Host {
     fn run(&self) -> Result<(), ReactorError> {
-        match self.st.run_state.get() {
-            RunState::Running => Err(ReactorError::AlreadyRunning),
-            RunState::Stopped => Err(ReactorError::NotRestartable),
-        }
+        // The world runs the hosts; a host is already running (or stopped for good).
+        self.life().start()
     }
 
     fn stop(&self) -> Result<(), ReactorError> {
-        if self.st.run_state.get() != RunState::Running {
-            return Err(ReactorError::NotRunning);
-        }
-        self.st.run_state.set(RunState::Stopped);
-        let triggers = self.st.triggers.borrow().clone();
+        let life = self.life();
+        let shutdown = life.stop()?;
         let me = Rc::downgrade(&self.st);
-        let _ = triggers
-            .fire(SystemEvent::Shutdown)
-            .add_callback(move |()| {
-                let Some(st) = me.upgrade() else { return };
-                let conns: Vec<Rc<SimConn>> = st.conns.borrow().values().cloned().collect();
-                for c in conns {
-                    c.transport().lose_connection();
-                }
-                let ports: Vec<u16> = st.listeners.borrow().keys().copied().collect();
-                for port in ports {
-                    net::stop_listening(&st, port);
-                }
-            });
+        let _ = shutdown.add_callback(move |()| {
+            life.finish();
+            let Some(st) = me.upgrade() else { return };
+            let conns: Vec<Rc<SimConn>> = st.conns.borrow().values().cloned().collect();
+            for c in conns {
+                c.transport().lose_connection();
+            }
+            let ports: Vec<u16> = st.listeners.borrow().keys().copied().collect();
+            for port in ports {
+                net::stop_listening(&st, port);
+            }
+        });
         Ok(())
     }
 
     fn running(&self) -> bool {
-        self.st.run_state.get() == RunState::Running && self.st.up.get()
+        self.life().running() && self.st.up.get()
     }
 
     fn call_when_running_boxed(&self, f: Box<dyn FnOnce()>) {
-        // Hosts are running from creation; run it on the next turn, as at startup.
-        self.call_later_boxed(Duration::ZERO, f);
+        // Hosts are running from creation; run it on the next turn, as at startup, so that
+        // boot code sees the same order on every host.
+        if self.life().running() {
+            self.call_later_boxed(Duration::ZERO, f);
+        } else {
+            self.life().call_when_running(f);
+        }
     }
 
     fn add_system_event_trigger_boxed(
@@ -408,11 +413,11 @@ impl ReactorCore for Host {
         event: SystemEvent,
         f: Trigger,
     ) -> TriggerId {
-        self.st.triggers.borrow().add(phase, event, f)
+        self.life().triggers().add(phase, event, f)
     }
 
     fn remove_system_event_trigger(&self, id: TriggerId) -> bool {
-        self.st.triggers.borrow().remove(id)
+        self.life().triggers().remove(id)
     }
 }
 

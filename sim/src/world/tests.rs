@@ -273,3 +273,33 @@ fn held_segments_of_a_closed_connection_arrive_in_order() {
         );
     }
 }
+
+/// A host's run state is the engine's `Lifecycle`: stopping fires the shutdown triggers,
+/// closes the host's connections and ports, and cannot be undone by `run`; a crash gives the
+/// restarted process a fresh lifecycle (running, no triggers left from before).
+#[test]
+fn host_stop_and_crash_follow_the_engine_lifecycle() {
+    use torsion::reactor::{Phase, ReactorError, SystemEvent};
+    let sim = Sim::new(0);
+    let h = sim.host("a");
+    let fired = Rc::new(Cell::new(0u32));
+    assert_eq!(h.run(), Err(ReactorError::AlreadyRunning));
+    let f = fired.clone();
+    h.add_system_event_trigger(Phase::During, SystemEvent::Shutdown, move || {
+        f.set(f.get() + 1)
+    });
+    h.listen_tcp(7, ForProtocol::<Echo>::new()).unwrap();
+    h.stop().unwrap();
+    assert!(!h.running());
+    assert_eq!(h.stop(), Err(ReactorError::NotRunning));
+    sim.run_until_idle();
+    assert_eq!(fired.get(), 1);
+    assert_eq!(h.run(), Err(ReactorError::NotRestartable));
+    assert!(h.listen_tcp(7, ForProtocol::<Echo>::new()).is_ok(), "port 7 was released");
+    h.crash();
+    h.restart();
+    assert!(h.running(), "a restarted process runs");
+    h.stop().unwrap();
+    sim.run_until_idle();
+    assert_eq!(fired.get(), 1, "the old process's trigger died with it");
+}
