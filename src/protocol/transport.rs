@@ -131,7 +131,7 @@ enum Link {
 
 impl Default for Transport {
     fn default() -> Self {
-        Transport::new(Rc::new(Detached))
+        Transport::new(Rc::new(Detached::unbound()))
     }
 }
 
@@ -177,7 +177,7 @@ impl Transport {
         match &self.link {
             Link::Owned(d) => d.clone(),
             Link::Weak { driver, host, peer } => driver.upgrade().unwrap_or_else(|| {
-                Rc::new(Gone {
+                Rc::new(Detached {
                     host: *host,
                     peer: *peer,
                 })
@@ -198,9 +198,12 @@ impl Transport {
     fn with<R>(&self, f: impl FnOnce(&dyn TransportDriver) -> R) -> R {
         match &self.link {
             Link::Owned(d) => f(&**d),
-            Link::Weak { driver, .. } => match driver.upgrade() {
+            Link::Weak { driver, host, peer } => match driver.upgrade() {
                 Some(d) => f(&*d),
-                None => f(&Detached),
+                None => f(&Detached {
+                    host: *host,
+                    peer: *peer,
+                }),
             },
         }
     }
@@ -392,13 +395,24 @@ impl<U: 'static> Drop for FireOnDrop<U> {
     }
 }
 
-/// A reactor's connection that is gone: [`Detached`], but still answering its addresses.
-struct Gone {
+/// The placeholder driver of `Transport::default()` (no addresses: 0.0.0.0:0), and what a
+/// detached handle talks to once its reactor's connection is gone (the addresses it had).
+struct Detached {
     host: Address,
     peer: Address,
 }
 
-impl TransportDriver for Gone {
+impl Detached {
+    fn unbound() -> Self {
+        let none = Address::tcp(std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        Detached {
+            host: none,
+            peer: none,
+        }
+    }
+}
+
+impl TransportDriver for Detached {
     fn write(&self, _data: &[u8]) {}
     fn lose_connection(&self) {}
     fn abort_connection(&self) {}
@@ -408,43 +422,6 @@ impl TransportDriver for Gone {
     }
     fn get_host(&self) -> Address {
         self.host
-    }
-    fn register_producer(&self, producer: Producer) -> Result<(), ProducerError> {
-        Detached.register_producer(producer)
-    }
-    fn unregister_producer(&self) {}
-    fn pause_producing(&self) {}
-    fn resume_producing(&self) {}
-    fn set_tcp_nodelay(&self, _enabled: bool) -> bool {
-        false
-    }
-    fn connected(&self) -> bool {
-        false
-    }
-    fn disconnecting(&self) -> bool {
-        false
-    }
-    fn buffered(&self) -> usize {
-        0
-    }
-    fn call_later_scoped(&self, delay: Duration, f: ScopedCall) -> DelayedCall {
-        Detached.call_later_scoped(delay, f)
-    }
-}
-
-/// The placeholder driver of `Transport::default()`, and what a detached handle talks to.
-struct Detached;
-
-impl TransportDriver for Detached {
-    fn write(&self, _data: &[u8]) {}
-    fn lose_connection(&self) {}
-    fn abort_connection(&self) {}
-    fn lose_write_connection(&self) {}
-    fn get_peer(&self) -> Address {
-        Address::tcp(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
-    }
-    fn get_host(&self) -> Address {
-        self.get_peer()
     }
     fn register_producer(&self, _producer: Producer) -> Result<(), ProducerError> {
         Err(ProducerError::Disconnected)

@@ -295,7 +295,10 @@ fn host_stop_and_crash_follow_the_engine_lifecycle() {
     sim.run_until_idle();
     assert_eq!(fired.get(), 1);
     assert_eq!(h.run(), Err(ReactorError::NotRestartable));
-    assert!(h.listen_tcp(7, ForProtocol::<Echo>::new()).is_ok(), "port 7 was released");
+    assert!(
+        h.listen_tcp(7, ForProtocol::<Echo>::new()).is_ok(),
+        "port 7 was released"
+    );
     h.crash();
     h.restart();
     assert!(h.running(), "a restarted process runs");
