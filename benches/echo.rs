@@ -18,6 +18,20 @@
 //! warm-up of 5,000 cycles and once the server has seen every connection go (the target is
 //! under 2,048 KiB). The client resets (`SO_LINGER` 0) so that 100,000 closes leave no
 //! `TIME_WAIT` sockets to exhaust the ephemeral ports. `ECHO_BENCH_ONLY=churn` runs this alone.
+//!
+//! Then the same Echo (on `MioReactor::run`, as `examples/echo_server` serves) under a fast
+//! peer:
+//!
+//! - `flood_server_rss_mib`: how much the process's resident set grows while a client sends
+//!   up to 100 MB and never reads (the target is under 10 MiB); `flood_client_sent_mib` is how
+//!   much of it the server let in before it stopped reading;
+//! - `flood_ping_p99_ms`: the 99th-percentile round trip of 64-byte pings on a second
+//!   connection while another client streams 64 KiB writes as fast as it can and reads the
+//!   echo back (the target is under 50 ms); `flood_echo_mib_per_s` is the echo throughput the
+//!   flooding client got meanwhile; `quiet_ping_p99_ms` is the same pings before the flood
+//!   starts (the machine's own noise);
+//! - `flood_stop_ms`: how long `stop()` (from another thread, as a signal does) takes to end
+//!   `run()` with the flood still going (the target is under 1 s).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::io::{self, Read, Write};
@@ -356,18 +370,264 @@ fn median(mut runs: Vec<Figures>) -> Figures {
     runs.swap_remove(runs.len() / 2)
 }
 
+/// How much data the never-reading client offers.
+const FLOOD_BYTES: usize = 100 * 1024 * 1024;
+/// Pings sent while the flood runs.
+const PINGS: usize = 500;
+/// A ping (or a stop) not answered in this long counts as this long, and ends the sampling.
+const FLOOD_WAIT: Duration = Duration::from_secs(5);
+
+thread_local! {
+    static FLOOD_REACTOR: std::cell::RefCell<Option<torsion::mio::MioReactor>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The echo server of the flood figures: `MioReactor::run` on its own thread.
+struct FloodServer {
+    addr: SocketAddr,
+    caller: torsion::reactor::ThreadCaller,
+    exited: mpsc::Receiver<()>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl FloodServer {
+    fn start() -> FloodServer {
+        use torsion::mio::MioReactor;
+        use torsion::prelude::*;
+        use torsion::protocol::ForProtocol;
+
+        let (tx, rx) = mpsc::channel();
+        let (exit_tx, exited) = mpsc::channel();
+        let thread = thread::spawn(move || {
+            let reactor = MioReactor::new().unwrap();
+            let port = reactor
+                .listen_tcp_with(0, ForProtocol::<Echo>::new(), 1024, "127.0.0.1")
+                .unwrap();
+            FLOOD_REACTOR.with(|r| *r.borrow_mut() = Some(reactor.clone()));
+            tx.send((port.get_host().addr, reactor.thread_caller()))
+                .unwrap();
+            reactor.run().unwrap();
+            let _ = exit_tx.send(());
+        });
+        let (addr, caller) = rx.recv().unwrap();
+        FloodServer {
+            addr,
+            caller,
+            exited,
+            thread: Some(thread),
+        }
+    }
+
+    /// Runs `f` with the reactor on its thread; `None` if it does not answer in time.
+    fn ask<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&torsion::mio::MioReactor) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = mpsc::channel();
+        self.caller.call(move || {
+            FLOOD_REACTOR.with(|r| {
+                if let Some(r) = r.borrow().as_ref() {
+                    let _ = tx.send(f(r));
+                }
+            })
+        });
+        rx.recv_timeout(FLOOD_WAIT).ok()
+    }
+
+    /// Asks the reactor to stop; returns how long `run()` took to return (`None`: not
+    /// within [`FLOOD_WAIT`]).
+    fn stop(&mut self) -> Option<Duration> {
+        use torsion::reactor::ReactorCore;
+        let asked = Instant::now();
+        self.caller.call(|| {
+            FLOOD_REACTOR.with(|r| {
+                if let Some(r) = r.borrow().as_ref() {
+                    let _ = r.stop();
+                }
+            })
+        });
+        self.exited
+            .recv_timeout(FLOOD_WAIT)
+            .ok()
+            .map(|()| asked.elapsed())
+    }
+
+    fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The process's resident set, in bytes (0 where `/proc` is not there).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// A client sends up to [`FLOOD_BYTES`] and never reads: how much does the server grow?
+fn flood_memory() {
+    let mut server = FloodServer::start();
+    thread::sleep(Duration::from_millis(100));
+    let before = rss_bytes();
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    // A write that blocks this long means the server stopped reading.
+    s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+    let chunk = vec![b'f'; 64 * 1024];
+    let mut sent = 0;
+    while sent < FLOOD_BYTES {
+        match s.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    thread::sleep(Duration::from_millis(200));
+    let after = rss_bytes();
+    let buffered = server.ask(|r| r.buffered_bytes()).unwrap_or(0);
+    println!(
+        "flood_server_rss_mib: {:.1} MiB",
+        after.saturating_sub(before) as f64 / MIB
+    );
+    println!("flood_server_buffered_kib: {} KiB", buffered / 1024);
+    println!("flood_client_sent_mib: {:.1} MiB", sent as f64 / MIB);
+    drop(s);
+    let _ = server.stop();
+    server.join();
+}
+
+/// Pings on a second connection: `(p99, median)` of the round trips and whether all were
+/// answered.
+fn pings(addr: SocketAddr) -> (Duration, Duration, usize) {
+    let mut ping = std::net::TcpStream::connect(addr).unwrap();
+    ping.set_nodelay(true).unwrap();
+    ping.set_read_timeout(Some(FLOOD_WAIT)).unwrap();
+    let msg = [b'p'; MESSAGE];
+    let mut back = [0u8; MESSAGE];
+    let mut rtts = Vec::with_capacity(PINGS);
+    let mut answered = 0;
+    for _ in 0..PINGS {
+        let t = Instant::now();
+        let ok = ping.write_all(&msg).is_ok() && ping.read_exact(&mut back).is_ok();
+        rtts.push(t.elapsed().min(FLOOD_WAIT));
+        if !ok {
+            break;
+        }
+        answered += 1;
+        thread::sleep(Duration::from_millis(2));
+    }
+    rtts.sort();
+    let p99 = rtts[(rtts.len() * 99 / 100).min(rtts.len() - 1)];
+    (p99, rtts[rtts.len() / 2], answered)
+}
+
+fn print_pings(name: &str, (p99, median, answered): (Duration, Duration, usize)) {
+    let note = if answered == PINGS {
+        String::new()
+    } else {
+        format!(" ({answered} of {PINGS} pings answered)")
+    };
+    println!("{name}_p99_ms: {:.2} ms{note}", p99.as_secs_f64() * 1e3);
+    println!("{name}_median_ms: {:.2} ms", median.as_secs_f64() * 1e3);
+}
+
+/// One client floods (and reads the echo back); another pings. Then the reactor is stopped
+/// with the flood still going. First the same pings with no flood: the machine's own noise.
+fn flood_latency() {
+    let mut server = FloodServer::start();
+    print_pings("quiet_ping", pings(server.addr));
+    let stop = Arc::new(AtomicBool::new(false));
+    let echoed = Arc::new(AtomicU64::new(0));
+    let flood = std::net::TcpStream::connect(server.addr).unwrap();
+    flood
+        .set_write_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    flood
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let (mut w, mut r) = (flood.try_clone().unwrap(), flood);
+    let st = stop.clone();
+    let writer = thread::spawn(move || {
+        let chunk = vec![b'f'; 64 * 1024];
+        while !st.load(Ordering::Relaxed) {
+            if let Err(e) = w.write(&chunk) {
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) {
+                    return;
+                }
+            }
+        }
+    });
+    let (st, ec) = (stop.clone(), echoed.clone());
+    let reader = thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while !st.load(Ordering::Relaxed) {
+            match r.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    ec.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    // Let the flood get going, then ping on a second connection.
+    thread::sleep(Duration::from_millis(300));
+    let echoed_before = echoed.load(Ordering::Relaxed);
+    let began = Instant::now();
+    let figures = pings(server.addr);
+    let flood_rate = (echoed.load(Ordering::Relaxed) - echoed_before) as f64
+        / MIB
+        / began.elapsed().as_secs_f64();
+    let stopped = server.stop();
+    stop.store(true, Ordering::Relaxed);
+    let _ = writer.join();
+    let _ = reader.join();
+    server.join();
+    print_pings("flood_ping", figures);
+    println!("flood_echo_mib_per_s: {flood_rate:.0} MiB/s");
+    match stopped {
+        Some(d) => println!("flood_stop_ms: {:.1} ms", d.as_secs_f64() * 1e3),
+        None => println!(
+            "flood_stop_ms: > {} ms (not stopped while flooded)",
+            FLOOD_WAIT.as_millis()
+        ),
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse. The servers take turns, so slow
     // drifts of the machine (frequency, other load) spread over all three.
     let servers: [fn(mpsc::Sender<SocketAddr>, ServerMarks); 3] =
         [torsion_server, tokio_server, rawmio_server];
-    // ECHO_BENCH_ONLY=torsion|tokio|rawmio measures one server (for profiling).
+    // ECHO_BENCH_ONLY=torsion|tokio|rawmio measures one server (for profiling); =flood runs
+    // only the flood figures.
     let only = std::env::var("ECHO_BENCH_ONLY").ok();
     if only.as_deref() == Some("churn") {
         println!(
             "rss_growth_kib_per_100k_conns: {} KiB",
             rss_growth_kib_per_100k_conns()
         );
+        return;
+    }
+    if only.as_deref() == Some("flood") {
+        flood_memory();
+        flood_latency();
         return;
     }
     if let Some(name) = only {
@@ -408,6 +668,9 @@ fn main() {
         "rss_growth_kib_per_100k_conns: {} KiB",
         rss_growth_kib_per_100k_conns()
     );
+    // Last: a flood leaves the machine's loopback busy for a moment.
+    flood_memory();
+    flood_latency();
 }
 
 /// Connect/close cycles measured by the leak check.

@@ -10,7 +10,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 use socket2::{Domain, Protocol as SockProtocol, SockRef, Socket, Type};
 
-use super::{addr, failure_from_io, resolve, Inner, Source};
+use super::{addr, failure_from_io, resolve, Inner, Source, READS_PER_TURN};
 use crate::defer::{succeed, Deferred, Failure};
 use crate::error::{ConnectionDone, ConnectionRefused};
 use crate::protocol::{
@@ -188,6 +188,9 @@ pub(crate) struct TcpConn {
     read_held: Cell<bool>,
     wants_write: Cell<bool>,
     nodelay: Cell<bool>,
+    /// Its read budget ran out with data likely left: it is on the reactor's list of
+    /// connections read again next turn.
+    pub(crate) read_later: Cell<bool>,
 }
 
 impl TcpConn {
@@ -216,6 +219,7 @@ impl TcpConn {
                 read_held: Cell::new(false),
                 wants_write: Cell::new(false),
                 nodelay: Cell::new(false),
+                read_later: Cell::new(false),
             }
         });
         let token = inner.insert(|_| Source::Conn(c.clone()));
@@ -247,16 +251,22 @@ impl TcpConn {
     }
 }
 
-/// Reads until the socket would block, the protocol pauses, or the peer closes. Unless
-/// `drain` is set, a short read also ends it (the queue is empty; new data raises a new
-/// edge). `drain` is for an event that reported the peer's FIN or an error, and for
-/// resuming after a pause: then only `EAGAIN` or EOF ends it.
+/// Reads until the socket would block, the protocol pauses (or read backpressure holds
+/// input), the peer closes, or the read budget of this turn ([`READS_PER_TURN`]) is spent.
+/// Unless `drain` is set, a short read also ends it (the queue is empty; new data raises a new
+/// edge). `drain` is for an event that reported the peer's FIN or an error, for resuming
+/// after a pause, and for a connection carried over from the last turn: then only `EAGAIN` or
+/// EOF ends it.
+///
+/// mio's readiness is edge-triggered: a socket left with data after its budget raises no new
+/// event. So it goes on the reactor's list of connections read again next turn, and that
+/// turn polls without waiting.
 pub(crate) fn read(inner: &Inner, c: &Rc<TcpConn>, drain: bool) {
     if c.conn.is_closed() || c.conn.eof_received() {
         return;
     }
     let mut buf = inner.read_buf.borrow_mut();
-    loop {
+    for _ in 0..READS_PER_TURN {
         if c.conn.reading_paused() {
             c.read_held.set(true);
             return;
@@ -298,6 +308,9 @@ pub(crate) fn read(inner: &Inner, c: &Rc<TcpConn>, drain: bool) {
             }
         }
     }
+    // The budget is spent and the socket may hold more: other connections, timers and
+    // signals get their turn first.
+    inner.read_later(c);
 }
 
 /// Sends what is buffered, performs a pending close, and keeps the interests right.

@@ -188,6 +188,9 @@ impl ConnectorCore {
         self.cancel_timeout();
         self.state.set(ConnectorState::Connected);
         *self.conn.borrow_mut() = Rc::downgrade(conn);
+        // A connection we opened is read whatever we have queued (see `Connection`'s read
+        // backpressure): a client that pipelines requests must still see the answers.
+        conn.set_read_backpressure(false);
         // The connection holds its connector until it is lost (the connector holds only a
         // weak reference back, so there is no cycle).
         let Some(me) = self.me.upgrade() else {

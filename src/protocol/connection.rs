@@ -23,6 +23,18 @@
 //! A panic in any protocol callback is caught at this boundary; the connection is aborted and
 //! `connection_lost` receives a [`Panicked`](crate::error::Panicked) failure carrying the
 //! message. Other connections are unaffected.
+//!
+//! **Read backpressure.** A connection whose own output is above the
+//! [`HIGH_WATER_MARK`] is not read until that output drains to the [`LOW_WATER_MARK`]:
+//! [`reading_paused`](Connection::reading_paused) says so, and every driver already holds
+//! input while it does. So a peer that sends and never reads cannot make an echo-like protocol
+//! buffer without bound, with no producer registered: the kernel's buffers push back on it
+//! instead. Twisted has no such rule (its write buffer grows until a producer steps in); it is
+//! on by default here because a server must survive such a peer. It is on for every
+//! connection the engine builds; drivers switch it off for the connections a program opens
+//! (`connect_tcp`), because two ends that both apply it can stall each other: each waits for
+//! the other to read. A protocol switches it for its own connection with
+//! [`Transport::set_read_backpressure`].
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -88,6 +100,11 @@ struct State {
     producer_paused: bool,
     scoped: Vec<DelayedCall>,
     nodelay: bool,
+    /// Whether reading stops while the output is above the high-water mark.
+    read_backpressure: bool,
+    /// The output went above the high-water mark and has not yet drained to the low-water
+    /// mark: input is held.
+    read_gated: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +181,8 @@ impl Connection {
                 producer_paused: false,
                 scoped: Vec::new(),
                 nodelay: false,
+                read_backpressure: true,
+                read_gated: false,
             }),
             made: Cell::new(false),
             on_lost: RefCell::new(None),
@@ -292,9 +311,13 @@ impl Connection {
         self.state.borrow().phase == Phase::Closed
     }
 
-    /// Whether the protocol asked not to receive data for now.
+    /// Whether the driver must hold input for now: the protocol paused reading, or the
+    /// connection's own output is above the high-water mark (read backpressure; see the
+    /// module docs). When this turns false the connection calls its `wake` function, and the
+    /// driver delivers what it held.
     pub fn reading_paused(&self) -> bool {
-        self.state.borrow().reading_paused
+        let st = self.state.borrow();
+        st.reading_paused || st.read_gated
     }
 
     /// Bytes waiting to be sent.
@@ -315,9 +338,11 @@ impl Connection {
     }
 
     /// The driver sent `n` bytes of the pending output. Resumes producers as the buffer
-    /// drains (below the low-water mark for streaming ones, when empty for pull ones).
+    /// drains (below the low-water mark for streaming ones, when empty for pull ones), and
+    /// reading once it is down to the low-water mark (then `wake` is called: held input may
+    /// be delivered).
     pub fn consume_output(&self, n: usize) {
-        let event = {
+        let (event, ungated) = {
             let mut st = self.state.borrow_mut();
             let n = n.min(st.out.len());
             if n == st.out.len() {
@@ -328,7 +353,11 @@ impl Connection {
                 st.out.drain(..n);
             }
             let len = st.out.len();
-            match &st.producer {
+            let ungated = st.read_gated && len <= LOW_WATER_MARK;
+            if ungated {
+                st.read_gated = false;
+            }
+            let event = match &st.producer {
                 Some(slot) if slot.streaming() && st.producer_paused && len <= LOW_WATER_MARK => {
                     st.producer_paused = false;
                     Some(ProducerEvent::Resume)
@@ -337,10 +366,31 @@ impl Connection {
                     Some(ProducerEvent::Resume)
                 }
                 _ => None,
-            }
+            };
+            (event, ungated)
         };
         if let Some(event) = event {
             self.producer_event_soon(event);
+        }
+        if ungated && !self.reading_paused() {
+            (self.wake)();
+        }
+    }
+
+    /// Turns read backpressure on or off for this connection (see the module docs; on by
+    /// default). Drivers switch it off before `connection_made` for connections the program
+    /// opened; a protocol may switch it either way through
+    /// [`Transport::set_read_backpressure`].
+    pub fn set_read_backpressure(&self, enabled: bool) {
+        let ungated = {
+            let mut st = self.state.borrow_mut();
+            st.read_backpressure = enabled;
+            let was = st.read_gated;
+            st.read_gated = enabled && st.out.len() > HIGH_WATER_MARK;
+            was && !st.read_gated && !st.reading_paused
+        };
+        if ungated {
+            (self.wake)(); // held data may be delivered now
         }
     }
 
@@ -461,6 +511,9 @@ impl TransportDriver for Connection {
             }
             st.out.extend(data);
             let over = st.out.len() > HIGH_WATER_MARK;
+            if over && st.read_backpressure {
+                st.read_gated = true;
+            }
             match &st.producer {
                 Some(slot) if slot.streaming() && over && !st.producer_paused => {
                     st.producer_paused = true;
@@ -551,6 +604,10 @@ impl TransportDriver for Connection {
         if was {
             (self.wake)(); // held data may be delivered now
         }
+    }
+
+    fn set_read_backpressure(&self, enabled: bool) {
+        Connection::set_read_backpressure(self, enabled);
     }
 
     fn set_tcp_nodelay(&self, enabled: bool) -> bool {

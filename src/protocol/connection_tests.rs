@@ -421,3 +421,108 @@ fn test_peer_close_without_half_close_is_connection_done() {
     assert!(sl.borrow()[1].contains(&ConnectionDone.to_string()));
     let _ = ConnectionLost::new("unused");
 }
+
+const KIB: usize = 1024;
+
+/// The client sends 200 KiB to an echoing server while reading nothing, 16 KiB per step.
+fn flood_a_server_that_echoes(server_setup: impl FnOnce(&Transport)) -> (IOPump, Log) {
+    let (sl, cl) = logs();
+    let server = Probe {
+        echo: true,
+        ..Probe::new(&sl)
+    };
+    let pump = pair(server, Probe::new(&cl));
+    server_setup(&pump.server().transport());
+    pump.set_chunk_size(16 * KIB);
+    let client = pump.client().transport();
+    client.pause_producing();
+    client.write(vec![b'x'; 200 * KIB]);
+    pump.flush();
+    (pump, sl)
+}
+
+#[test]
+fn test_read_backpressure_stops_reading_above_high_water_until_low_water() {
+    let (pump, _) = flood_a_server_that_echoes(|_| {});
+    // The server read until its own output passed 64 KiB (five 16 KiB reads), then stopped:
+    // the rest waits in the client's buffer, not in the server's.
+    let server_got = || pump.with_server(|p: &mut Probe| p.got.len()).unwrap();
+    assert_eq!(server_got(), 80 * KIB);
+    assert!(pump.server().reading_paused());
+    assert_eq!(pump.server().pending_output(), 80 * KIB);
+    assert_eq!(pump.client().pending_output(), 120 * KIB);
+    // The client reads again: the server's output drains, and only once it is down to the
+    // low-water mark is the server read again.
+    pump.client().transport().resume_producing();
+    for _ in 0..3 {
+        pump.pump();
+        assert_eq!(server_got(), 80 * KIB, "still above the low-water mark");
+    }
+    assert_eq!(pump.server().pending_output(), 32 * KIB);
+    // The next step drains it to 16 KiB, and the same step reads the server again.
+    pump.pump();
+    assert_eq!(server_got(), 96 * KIB);
+    pump.flush();
+    assert_eq!(server_got(), 200 * KIB);
+    assert_eq!(
+        pump.with_client(|c: &mut Probe| c.got.len()).unwrap(),
+        200 * KIB,
+        "every byte echoed back"
+    );
+}
+
+#[test]
+fn test_read_backpressure_can_be_switched_off_for_a_connection() {
+    let (pump, _) = flood_a_server_that_echoes(|t| t.set_read_backpressure(false));
+    assert_eq!(
+        pump.with_server(|p: &mut Probe| p.got.len()).unwrap(),
+        200 * KIB
+    );
+    assert_eq!(pump.server().pending_output(), 200 * KIB);
+    // Switched on again with the buffer above the mark: reading stops at once.
+    pump.server().transport().set_read_backpressure(true);
+    assert!(pump.server().reading_paused());
+    pump.server().transport().set_read_backpressure(false);
+    assert!(!pump.server().reading_paused());
+}
+
+#[test]
+fn test_connecting_end_has_no_read_backpressure() {
+    let (sl, cl) = logs();
+    let pump = pair(Probe::new(&sl), Probe::new(&cl));
+    pump.client().transport().write(vec![0u8; 100 * KIB]);
+    pump.server().transport().write(vec![0u8; 100 * KIB]);
+    assert!(!pump.client().reading_paused(), "the end that connected");
+    assert!(pump.server().reading_paused(), "the end that accepted");
+}
+
+#[test]
+fn test_wake_when_read_backpressure_lifts() {
+    let wakes = Rc::new(std::cell::Cell::new(0u32));
+    let w = wakes.clone();
+    let addr = crate::protocol::Address::tcp(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
+    let conn = crate::protocol::Connection::new(
+        Rc::new(Clock::new()),
+        Rc::new(move || w.set(w.get() + 1)),
+        addr,
+        addr,
+        Box::new(Probe::default()),
+    );
+    conn.make_connection();
+    conn.transport().write(vec![0u8; 100 * KIB]);
+    assert!(conn.reading_paused());
+    let before = wakes.get();
+    conn.consume_output(80 * KIB);
+    assert!(
+        conn.reading_paused(),
+        "20 KiB left: above the low-water mark"
+    );
+    assert_eq!(wakes.get(), before);
+    conn.consume_output(4 * KIB);
+    assert!(!conn.reading_paused());
+    assert_eq!(
+        wakes.get(),
+        before + 1,
+        "the driver is told to deliver held input"
+    );
+}

@@ -13,6 +13,13 @@
 //!
 //! Either gets `stop_producing` when the connection goes away.
 //!
+//! The same marks bound a connection with no producer: a connection the engine accepted is
+//! not read while its own buffer is above the high-water mark, until it drains to the
+//! low-water mark (read backpressure; see
+//! [`Transport::set_read_backpressure`](crate::protocol::Transport::set_read_backpressure)).
+//! So an echo-like protocol cannot be made to buffer without bound by a peer that sends and
+//! never reads.
+//!
 //! Unlike Twisted, where `pauseProducing` can run inside the `write` that crossed the mark,
 //! torsion delivers pause and resume on the next loop turn (rule 3 of the reactor contract:
 //! no synchronous re-entry). A producer that writes several chunks in one turn therefore
@@ -21,10 +28,12 @@
 
 use thiserror::Error;
 
-/// Write-buffer size above which a streaming producer is paused (Twisted's 64 KiB).
+/// Write-buffer size above which a streaming producer is paused (Twisted's 64 KiB), and
+/// above which an accepted connection stops being read.
 pub const HIGH_WATER_MARK: usize = 64 * 1024;
 
-/// Write-buffer size at or below which a paused streaming producer is resumed.
+/// Write-buffer size at or below which a paused streaming producer is resumed, and a
+/// connection held by read backpressure is read again.
 pub const LOW_WATER_MARK: usize = 16 * 1024;
 
 /// A producer that writes on its own and can be paused (Twisted's `IPushProducer`).

@@ -72,6 +72,10 @@ pub trait TransportDriver {
     fn pause_producing(&self);
     /// Delivers `data_received` again.
     fn resume_producing(&self);
+    /// Whether reading stops while this connection's own output is above the high-water mark,
+    /// until it drains to the low-water mark (see [`Transport::set_read_backpressure`]). The
+    /// default does nothing: for transports with no output buffer of their own.
+    fn set_read_backpressure(&self, _enabled: bool) {}
     /// Sets `TCP_NODELAY`; returns whether the transport supports it.
     fn set_tcp_nodelay(&self, enabled: bool) -> bool;
     /// Whether the connection is up and not yet closing.
@@ -279,6 +283,43 @@ impl Transport {
     /// Resumes delivering `data_received`.
     pub fn resume_producing(&self) {
         self.with(|d| d.resume_producing());
+    }
+
+    /// Read backpressure for this connection: while on, the connection is not read while
+    /// its own output is above [`HIGH_WATER_MARK`](crate::protocol::HIGH_WATER_MARK), until
+    /// that output drains to [`LOW_WATER_MARK`](crate::protocol::LOW_WATER_MARK). So a peer
+    /// that sends and never reads cannot make the protocol buffer without bound, even with no
+    /// producer registered; the kernel's buffers push back on the peer instead.
+    ///
+    /// On by default for connections a listening port accepts; off for connections opened
+    /// with `connect_tcp` (were both ends of a connection to apply it, each could wait for
+    /// the other to read). Twisted has no such rule: turn it off for a protocol that must
+    /// keep reading whatever it has queued to send (it then bounds its own buffer, for
+    /// instance with a producer).
+    ///
+    /// ```
+    /// use torsion::protocol::{Protocol, Transport};
+    ///
+    /// /// Echoes, and drops a peer that lets more than 1 MiB pile up rather than stop
+    /// /// reading it.
+    /// #[derive(Default)]
+    /// struct StrictEcho { transport: Transport }
+    ///
+    /// impl Protocol for StrictEcho {
+    ///     fn connection_made(&mut self, transport: &Transport) {
+    ///         transport.set_read_backpressure(false);
+    ///         self.transport = transport.clone();
+    ///     }
+    ///     fn data_received(&mut self, data: &[u8]) {
+    ///         self.transport.write(data);
+    ///         if self.transport.buffered() > 1 << 20 {
+    ///             self.transport.abort_connection();
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn set_read_backpressure(&self, enabled: bool) {
+        self.with(|d| d.set_read_backpressure(enabled));
     }
 
     /// Twisted's `transport.stopProducing`: closes the connection.

@@ -372,6 +372,9 @@ impl TransportDriver for WrappingTransport {
     fn resume_producing(&self) {
         self.outer().resume_producing();
     }
+    fn set_read_backpressure(&self, enabled: bool) {
+        self.outer().set_read_backpressure(enabled);
+    }
     fn set_tcp_nodelay(&self, enabled: bool) -> bool {
         self.outer().set_tcp_nodelay(enabled)
     }

@@ -73,6 +73,8 @@ pub fn connect(clock: &Clock, server: Box<dyn Protocol>, client: Box<dyn Protoco
     let wake: Rc<dyn Fn()> = Rc::new(|| {});
     let server = Connection::new(time.clone(), wake.clone(), s_addr, c_addr, server);
     let client = Connection::new(time, wake, c_addr, s_addr, client);
+    // The connecting end, as on a reactor: no read backpressure (see `Connection`).
+    client.set_read_backpressure(false);
     server.make_connection();
     client.make_connection();
     IOPump {

@@ -1061,3 +1061,118 @@ pub fn connections_are_freed_after_connection_lost(env: &dyn Env) {
         "a reconnecting factory that gave up is dropped with its connector"
     );
 }
+
+/// What the client of `read_backpressure_holds_a_peer_that_does_not_read` sends.
+const FLOOD_TOTAL: usize = 384 * 1024;
+
+pub fn read_backpressure_holds_a_peer_that_does_not_read(env: &dyn Env) {
+    use torsion::protocol::{HIGH_WATER_MARK, LOW_WATER_MARK};
+    let watch = Rc::new(RefCell::new(WatchedEcho::default()));
+    let w = watch.clone();
+    env.server()
+        .listen_tcp(
+            env.port(),
+            factory_fn(move |_| {
+                Some(Box::new(WatchedEchoProtocol {
+                    t: Transport::default(),
+                    watch: w.clone(),
+                }) as Box<dyn Protocol>)
+            }),
+        )
+        .expect("listen");
+    // The client sends everything at once and reads nothing for a while: the server's echo
+    // piles up, and the server must stop reading rather than buffer it all.
+    let client_t: Rc<RefCell<Option<Transport>>> = Rc::default();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let (ct, g) = (client_t.clone(), got.clone());
+    let f = factory_fn(move |_| {
+        Some(Box::new(Sender {
+            t: ct.clone(),
+            received: g.clone(),
+        }) as Box<dyn Protocol>)
+    });
+    env.client().connect_tcp(&env.server_name(), env.port(), f);
+    let ct = client_t.clone();
+    assert!(env.run_until(&move || ct.borrow().is_some(), LIMIT));
+    env.run_for(Duration::from_millis(500));
+    // Then the client reads (from a call on its reactor, as protocol code runs):
+    // everything comes back, intact.
+    let t = client_t.borrow().clone().expect("connected");
+    env.client()
+        .call_later(Duration::ZERO, move || t.resume_producing());
+    let g = got.clone();
+    assert!(env.run_until(&move || g.borrow().len() == FLOOD_TOTAL, LIMIT));
+    assert!(got.borrow().iter().copied().eq(flood_bytes()));
+    let watch = watch.borrow();
+    assert_eq!(watch.read, FLOOD_TOTAL);
+    assert!(
+        watch.violations.is_empty(),
+        "read while its output was above {HIGH_WATER_MARK} (not yet back to \
+         {LOW_WATER_MARK}): {:?}",
+        watch.violations
+    );
+    // One read lands on top of the mark at most (64 KiB on either backend).
+    assert!(
+        watch.peak <= HIGH_WATER_MARK + 64 * 1024,
+        "buffered {} bytes",
+        watch.peak
+    );
+}
+
+fn flood_bytes() -> impl Iterator<Item = u8> {
+    (0..FLOOD_TOTAL).map(|i| (i * 13 % 251) as u8)
+}
+
+/// What the server side of the read-backpressure body saw.
+#[derive(Default)]
+struct WatchedEcho {
+    read: usize,
+    peak: usize,
+    /// The output went above the high-water mark and has not been seen back at the low-water
+    /// mark since.
+    over: bool,
+    /// Each read that came while the rule said not to read: the bytes buffered then.
+    violations: Vec<usize>,
+}
+
+struct WatchedEchoProtocol {
+    t: Transport,
+    watch: Rc<RefCell<WatchedEcho>>,
+}
+impl Protocol for WatchedEchoProtocol {
+    fn connection_made(&mut self, t: &Transport) {
+        self.t = t.clone();
+    }
+    fn data_received(&mut self, d: &[u8]) {
+        use torsion::protocol::{HIGH_WATER_MARK, LOW_WATER_MARK};
+        let mut w = self.watch.borrow_mut();
+        let before = self.t.buffered();
+        // Reading is allowed up to the high-water mark, and after going over it only once the
+        // output has drained to the low-water mark (a drain this side of a read would have
+        // been seen here only through its effect: buffered at or below the low mark).
+        if before > HIGH_WATER_MARK || (w.over && before > LOW_WATER_MARK) {
+            w.violations.push(before);
+        }
+        w.read += d.len();
+        self.t.write(d);
+        let after = self.t.buffered();
+        w.peak = w.peak.max(after);
+        w.over = after > HIGH_WATER_MARK;
+    }
+}
+
+/// Sends [`FLOOD_TOTAL`] bytes on connecting and pauses its own reading.
+struct Sender {
+    t: Rc<RefCell<Option<Transport>>>,
+    received: Rc<RefCell<Vec<u8>>>,
+}
+impl Protocol for Sender {
+    fn connection_made(&mut self, t: &Transport) {
+        t.pause_producing();
+        t.write(flood_bytes().collect::<Vec<u8>>());
+        *self.t.borrow_mut() = Some(t.clone());
+    }
+    fn data_received(&mut self, d: &[u8]) {
+        self.received.borrow_mut().extend_from_slice(d);
+    }
+}

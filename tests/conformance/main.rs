@@ -61,4 +61,5 @@ conformance!(
     call_from_thread_runs_on_the_reactor,
     reconnecting_client_factory_retry_timing,
     connections_are_freed_after_connection_lost,
+    read_backpressure_holds_a_peer_that_does_not_read,
 );
