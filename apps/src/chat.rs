@@ -281,6 +281,28 @@ impl ClientFactory for ChatClientFactory {
     }
 }
 
+/// [`check_logs`] as a simulator invariant over a log list that only grows (members push
+/// their log when their session ends): the logs are checked again only when one was added
+/// since the last check, so evaluating it after every event costs a length comparison.
+/// (The check is a function of the whole list: a log added later can change the verdict on
+/// earlier ones, so each addition re-checks them all.)
+pub fn logs_invariant(
+    logs: std::rc::Rc<std::cell::RefCell<Vec<(usize, ChatLog)>>>,
+    clients: usize,
+    messages: usize,
+    faults: bool,
+) -> impl Fn() -> Result<(), String> {
+    let checked = std::cell::Cell::new(0usize);
+    move || {
+        let logs = logs.borrow();
+        if logs.len() == checked.get() {
+            return Ok(());
+        }
+        checked.set(logs.len());
+        check_logs(&logs, clients, messages, faults)
+    }
+}
+
 /// Checks the members' logs (clients say `m{i}.{j}`, as the scenarios do; a restarted
 /// client rejoins as `client{i}r{k}` and starts over):
 ///

@@ -142,9 +142,10 @@ fn chat_body(s: &Scenario, sim: &Sim) {
     let n = clients.len();
     let f = faulty(sim);
     let l = logs.clone();
-    sim.invariant("chat logs are well formed and ordered", move || {
-        chat::check_logs(&l.borrow(), n, count, f)
-    });
+    sim.invariant(
+        "chat logs are well formed and ordered",
+        chat::logs_invariant(l, n, count, f),
+    );
     sim.run_until_idle();
     if !f {
         assert_eq!(logs.borrow().len(), n, "every client finished");

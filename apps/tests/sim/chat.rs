@@ -3,7 +3,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use torsion::reactor::{ReactorTcpExt, ReactorTimeExt};
-use torsion_apps::chat::{check_logs, ChatClientFactory, ChatFactory, ChatLog};
+use torsion_apps::chat::{logs_invariant, ChatClientFactory, ChatFactory, ChatLog};
 use torsion_sim::{check_with, Options, Sim, SimBuilder};
 
 const CLIENTS: usize = 20;
@@ -33,9 +33,10 @@ fn chat_body(sim: &Sim) {
     }
     let faults = !sim.faults().is_none();
     let l = logs.clone();
-    sim.invariant("chat logs are well formed and ordered", move || {
-        check_logs(&l.borrow(), CLIENTS, MESSAGES, faults)
-    });
+    sim.invariant(
+        "chat logs are well formed and ordered",
+        logs_invariant(l, CLIENTS, MESSAGES, faults),
+    );
     sim.run_until_idle();
     if !faults {
         assert_eq!(logs.borrow().len(), CLIENTS, "every client finished");
@@ -44,21 +45,25 @@ fn chat_body(sim: &Sim) {
     }
 }
 
+/// Seeds per check: the large sweep is the chat scenario's, run in release by `explore`
+/// (with the determinism check) in CI; a debug build runs a tenth.
+const SEEDS: u64 = if cfg!(debug_assertions) { 100 } else { 1000 };
+
 fn swarm() -> SimBuilder {
     Sim::builder().swarm(CLIENTS + 1, Duration::from_secs(8))
 }
 
-/// 20 clients chatting under swarm faults, 1000 seeds: nothing is corrupted, duplicated or
+/// 20 clients chatting under swarm faults, [`SEEDS`] seeds: nothing is corrupted, duplicated or
 /// reordered; without faults, everything is delivered.
 #[test]
 fn chat_swarm_invariants_hold() {
-    check_with(Options::new("chat swarm").seeds(1000), &swarm, chat_body);
+    check_with(Options::new("chat swarm").seeds(SEEDS), &swarm, chat_body);
 }
 
 /// Every seed of the chat run replays to the same trace hash.
 #[test]
 fn chat_runs_are_deterministic() {
-    let mut opts = Options::new("chat determinism").seeds(1000);
+    let mut opts = Options::new("chat determinism").seeds(SEEDS);
     opts.check_determinism = true;
     check_with(opts, &swarm, chat_body);
 }

@@ -26,6 +26,7 @@ mod tests;
 use std::cell::{Cell, RefCell};
 use std::collections::BinaryHeap;
 use std::rc::Rc;
+use std::time::Duration;
 
 use torsion::reactor::TimerQueue;
 
@@ -39,7 +40,36 @@ use crate::keyed::{At, MAX_INDEX, MAX_SEQ};
 use crate::net::Net;
 use crate::trace::{Event, Kind, Trace};
 
-type Invariant = Box<dyn Fn() -> Result<(), String>>;
+/// A user invariant: its name, when it is evaluated, and the check.
+pub(crate) struct Invariant {
+    pub(crate) name: String,
+    pub(crate) cadence: Cadence,
+    /// The step count (for [`Cadence::EverySteps`]) or simulated nanoseconds (for
+    /// [`Cadence::Every`]) at which it was last evaluated.
+    pub(crate) last: Cell<u64>,
+    pub(crate) check: Box<dyn Fn() -> Result<(), String>>,
+}
+
+/// When an invariant (see [`Sim::invariant_with`](crate::Sim::invariant_with)) is evaluated.
+///
+/// Evaluating after every event catches a violation at the event that caused it, which
+/// makes the trace end right there; that is the default. An invariant that is costly to
+/// evaluate can run less often: whatever the cadence, every invariant is also evaluated
+/// when a run stops (idle, time reached, or its condition met), so a violation that
+/// persists to the end is never missed, only reported later than the event that caused it.
+/// A violation that appears and heals between two evaluations is missed: choose the
+/// cadence with that in mind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cadence {
+    /// After every event.
+    EveryStep,
+    /// After every `n`-th event (`0` and `1` mean every event).
+    EverySteps(u64),
+    /// After the first event at least this much simulated time after the last evaluation.
+    Every(Duration),
+    /// Only when a run stops.
+    AtEnd,
+}
 
 pub(crate) struct World {
     pub(crate) cfg: Config,
@@ -51,7 +81,7 @@ pub(crate) struct World {
     pub(crate) trace: RefCell<Trace>,
     pub(crate) errors: RefCell<Vec<SimError>>,
     pub(crate) steps: Cell<u64>,
-    pub(crate) invariants: RefCell<Vec<(String, Invariant)>>,
+    pub(crate) invariants: RefCell<Vec<Invariant>>,
     pub(crate) next_conn: Cell<u64>,
     /// World-level events (fault schedules, deadlines), on the shared sequence.
     pub(crate) sys: TimerQueue,

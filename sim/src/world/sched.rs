@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use torsion::reactor::Instant;
 
-use super::{queue_of, SimError, World, SYS};
+use super::{queue_of, Cadence, Invariant, SimError, World, SYS};
 use crate::host::HostState;
 use crate::keyed::{any_at, At};
 use crate::net::flight::Flight;
@@ -221,16 +221,41 @@ pub(super) fn step(world: &Rc<World>, until: u64) -> StepResult {
 }
 
 fn check_invariants(world: &World) {
+    evaluate_invariants(world, false);
+}
+
+/// Evaluates the invariants that are due after this step, or every invariant at the end of
+/// a run (`at_end`), failing the run with each one that does not hold.
+pub(super) fn evaluate_invariants(world: &World, at_end: bool) {
     if world.invariants.borrow().is_empty() {
         return;
     }
+    let (steps, now) = (world.steps.get(), world.now.get());
     let failed: Vec<(String, String)> = {
         let inv = world.invariants.borrow();
         inv.iter()
-            .filter_map(|(name, f)| f().err().map(|m| (name.clone(), m)))
+            .filter(|i| at_end || due(i, steps, now))
+            .filter_map(|i| (i.check)().err().map(|m| (i.name.clone(), m)))
             .collect()
     };
     for (name, message) in failed {
         world.fail(SimError::Invariant { name, message });
+    }
+}
+
+/// Whether invariant `i` is evaluated after step number `steps`, at time `now`; records
+/// the evaluation.
+fn due(i: &Invariant, steps: u64, now: u64) -> bool {
+    let (mark, period) = match i.cadence {
+        Cadence::EveryStep => return true,
+        Cadence::AtEnd => return false,
+        Cadence::EverySteps(n) => (steps, n.max(1)),
+        Cadence::Every(d) => (now, u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+    };
+    if mark.saturating_sub(i.last.get()) >= period {
+        i.last.set(mark);
+        true
+    } else {
+        false
     }
 }

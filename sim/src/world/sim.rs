@@ -1,14 +1,14 @@
 //! The world's public API: [`Sim`], which creates hosts, runs the clock and reports.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use torsion::defer::{set_unhandled_error_hook, UnhandledErrorHook};
 use torsion::reactor::Instant;
 
-use super::sched::{step, StepResult};
-use super::{SimBuilder, SimError, World};
+use super::sched::{evaluate_invariants, step, StepResult};
+use super::{Cadence, Invariant, SimBuilder, SimError, World};
 use crate::faults::Faults;
 use crate::host::{Host, HostState};
 use crate::trace::Trace;
@@ -106,10 +106,24 @@ impl Sim {
 
     /// Checks `f` after every event; an `Err` fails the run.
     pub fn invariant(&self, name: &str, f: impl Fn() -> Result<(), String> + 'static) {
-        self.world
-            .invariants
-            .borrow_mut()
-            .push((name.to_string(), Box::new(f)));
+        self.invariant_with(name, Cadence::EveryStep, f);
+    }
+
+    /// Checks `f` at `cadence`, and whenever a run stops; an `Err` fails the run. For checks
+    /// too costly to run after every event: see [`Cadence`] for what a sparser cadence can
+    /// miss.
+    pub fn invariant_with(
+        &self,
+        name: &str,
+        cadence: Cadence,
+        f: impl Fn() -> Result<(), String> + 'static,
+    ) {
+        self.world.invariants.borrow_mut().push(Invariant {
+            name: name.to_string(),
+            cadence,
+            last: Cell::new(0),
+            check: Box::new(f),
+        });
     }
 
     /// At simulated time `at` (from the start), `condition` must hold, or the run fails with
@@ -235,28 +249,46 @@ impl Sim {
         let _current = crate::buggify::enter(&self.world);
         loop {
             if condition() {
+                self.end_of_run();
                 return true;
             }
             match step(&self.world, limit) {
                 StepResult::Ran => {}
-                _ => return condition(),
+                _ => {
+                    self.end_of_run();
+                    return condition();
+                }
             }
+        }
+    }
+
+    /// Evaluates every invariant, whatever its cadence, when a run stops (unless a check
+    /// already failed it).
+    fn end_of_run(&self) {
+        if self.world.errors.borrow().is_empty() {
+            evaluate_invariants(&self.world, true);
         }
     }
 
     fn run_to(&self, until: u64) -> Stop {
         // User code run in these steps reaches the world's decisions through `buggify!`.
         let _current = crate::buggify::enter(&self.world);
-        loop {
+        let stop = loop {
             match step(&self.world, until) {
                 StepResult::Ran => {}
-                StepResult::Idle => return Stop::Idle,
+                StepResult::Idle => break Stop::Idle,
                 StepResult::Limit => {
                     self.world.now.set(self.world.now.get().max(until));
-                    return Stop::TimeReached;
+                    break Stop::TimeReached;
                 }
                 StepResult::Failed => return Stop::Failed,
             }
+        };
+        self.end_of_run();
+        if self.world.errors.borrow().is_empty() {
+            stop
+        } else {
+            Stop::Failed
         }
     }
 

@@ -306,3 +306,87 @@ fn host_stop_and_crash_follow_the_engine_lifecycle() {
     sim.run_until_idle();
     assert_eq!(fired.get(), 1, "the old process's trigger died with it");
 }
+
+/// A host that bumps a counter every millisecond, `n` times.
+fn ticking(sim: &Sim, n: u64) -> Rc<Cell<u64>> {
+    let count = Rc::new(Cell::new(0u64));
+    let h = sim.host("ticker");
+    for i in 1..=n {
+        let c = count.clone();
+        h.call_later(Duration::from_millis(i), move || c.set(c.get() + 1));
+    }
+    count
+}
+
+/// Registers an invariant at `cadence` that counts its evaluations and fails once `bad`
+/// holds of the counter.
+fn counted(
+    sim: &Sim,
+    cadence: Cadence,
+    count: &Rc<Cell<u64>>,
+    bad: impl Fn(u64) -> bool + 'static,
+) -> Rc<Cell<u64>> {
+    let evaluations = Rc::new(Cell::new(0u64));
+    let (e, c) = (evaluations.clone(), count.clone());
+    sim.invariant_with("counter", cadence, move || {
+        e.set(e.get() + 1);
+        if bad(c.get()) {
+            Err(format!("counter at {}", c.get()))
+        } else {
+            Ok(())
+        }
+    });
+    evaluations
+}
+
+#[test]
+fn invariant_cadences_evaluate_as_often_as_asked_and_always_at_the_end() {
+    let cases = [
+        (Cadence::EveryStep, 100 + 1),
+        (Cadence::EverySteps(10), 10 + 1),
+        (Cadence::Every(Duration::from_millis(25)), 4 + 1),
+        (Cadence::AtEnd, 1),
+    ];
+    for (cadence, want) in cases {
+        let sim = Sim::new(0);
+        let count = ticking(&sim, 100);
+        let evaluations = counted(&sim, cadence, &count, |_| false);
+        assert_eq!(sim.run_until_idle(), Stop::Idle);
+        assert_eq!(count.get(), 100);
+        assert_eq!(evaluations.get(), want, "{cadence:?}");
+    }
+}
+
+#[test]
+fn a_sparse_invariant_still_fails_a_run_whose_violation_lasts_to_the_end() {
+    for cadence in [Cadence::EverySteps(1000), Cadence::AtEnd] {
+        let sim = Sim::new(0);
+        let count = ticking(&sim, 100);
+        counted(&sim, cadence, &count, |c| c >= 50);
+        assert_eq!(sim.run_until_idle(), Stop::Failed, "{cadence:?}");
+        assert_eq!(
+            sim.errors(),
+            vec![SimError::Invariant {
+                name: "counter".into(),
+                message: "counter at 100".into()
+            }]
+        );
+    }
+    // Every step: the run stops at the event that broke it.
+    let sim = Sim::new(0);
+    let count = ticking(&sim, 100);
+    counted(&sim, Cadence::EveryStep, &count, |c| c >= 50);
+    assert_eq!(sim.run_until_idle(), Stop::Failed);
+    assert_eq!(count.get(), 50);
+    // A run that stops on its condition, or on time, evaluates them too.
+    let sim = Sim::new(0);
+    let count = ticking(&sim, 100);
+    counted(&sim, Cadence::AtEnd, &count, |c| c >= 50);
+    assert_eq!(sim.run_for(Duration::from_millis(60)), Stop::Failed);
+    let sim = Sim::new(0);
+    let count = ticking(&sim, 100);
+    counted(&sim, Cadence::AtEnd, &count, |c| c >= 50);
+    let c = count.clone();
+    assert!(sim.run_until(move || c.get() == 70));
+    assert_eq!(sim.errors().len(), 1);
+}
