@@ -23,7 +23,7 @@ use torsion::reactor::{
 
 use crate::net::{self, SimConn};
 use crate::trace::Kind;
-use crate::world::World;
+use crate::world::{LostConns, World};
 
 /// A host's run state: the engine's [`Lifecycle`], started when the host boots (a simulated
 /// host is running from creation) and replaced by a fresh one at a crash (a restarted process
@@ -56,6 +56,8 @@ pub(crate) struct HostState {
     life: RefCell<Rc<Lifecycle>>,
     pub(crate) listeners: RefCell<BTreeMap<u16, Listener>>,
     pub(crate) conns: RefCell<BTreeMap<u64, Rc<SimConn>>>,
+    /// Connections lost here, kept weakly to find those that outlive their loss.
+    pub(crate) lost: RefCell<LostConns>,
     pub(crate) starts: RefCell<FactoryStarts>,
     next_port: Cell<u16>,
     startup: RefCell<Option<Startup>>,
@@ -85,6 +87,7 @@ impl HostState {
             life: RefCell::new(booted()),
             listeners: RefCell::new(BTreeMap::new()),
             conns: RefCell::new(BTreeMap::new()),
+            lost: RefCell::new(LostConns::default()),
             starts: RefCell::new(FactoryStarts::new()),
             next_port: Cell::new(32768),
             startup: RefCell::new(None),
@@ -167,8 +170,14 @@ impl HostState {
         self.queue.call_at_boxed(t, Box::new(f));
     }
 
-    pub(crate) fn leftovers(&self) -> (usize, usize) {
-        (self.queue.len(), self.conns.borrow().len())
+    /// Pending delayed calls.
+    pub(crate) fn pending_calls(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether the host's reactor was stopped (and not restarted since).
+    pub(crate) fn stopped(&self) -> bool {
+        !self.life.borrow().running()
     }
 
     /// Drops everything without telling anyone (crash, or the end of the world).
@@ -181,6 +190,8 @@ impl HostState {
         drop(conns);
         let listeners = std::mem::take(&mut *self.listeners.borrow_mut());
         drop(listeners);
+        // A crash frees what the process held: whatever is still alive is not its leak.
+        self.lost.borrow_mut().clear();
     }
 
     fn record(&self, kind: Kind) {

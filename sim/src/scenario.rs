@@ -201,6 +201,9 @@ pub struct Limits {
     pub sim_time_s: Option<u64>,
     /// Events.
     pub max_steps: Option<u64>,
+    /// Whether a run that ends idle must leave nothing behind: no open connection, no lost
+    /// connection still alive (see [`crate::Leftover`]). Default: on.
+    pub clean: Option<bool>,
 }
 
 /// A parsed, validated scenario.
@@ -440,7 +443,7 @@ impl Scenario {
 
     /// A world builder for this scenario (seed or choices are set by the caller).
     pub fn builder(&self) -> SimBuilder {
-        let mut b = crate::Sim::builder();
+        let mut b = crate::Sim::builder().check_clean(self.limits.clean.unwrap_or(true));
         if let Some([lo, hi]) = self.network.latency_ms {
             b = b.latency(Duration::from_millis(lo), Duration::from_millis(hi));
         }

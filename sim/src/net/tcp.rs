@@ -52,6 +52,8 @@ pub(crate) struct SimConn {
     eof_done: Cell<bool>,
     fin_sent: Cell<bool>,
     closed: Cell<bool>,
+    /// Gone in a crash.
+    vanished: Cell<bool>,
     queued: Cell<bool>,
     /// The other end, once both exist (a shortcut past the host's table).
     peer_ref: RefCell<Weak<SimConn>>,
@@ -65,6 +67,15 @@ impl SimConn {
     /// Gone in a crash: no word to the protocol or the peer.
     pub(crate) fn vanish(&self) {
         self.closed.set(true);
+        self.vanished.set(true);
+    }
+
+    /// Whether the other end vanished in a crash of its host (this end will never hear).
+    pub(crate) fn peer_crashed(&self) -> bool {
+        self.peer_ref
+            .borrow()
+            .upgrade()
+            .is_none_or(|p| p.vanished.get())
     }
 }
 
@@ -104,6 +115,7 @@ pub(crate) fn new_conn(
         eof_done: Cell::new(false),
         fin_sent: Cell::new(false),
         closed: Cell::new(false),
+        vanished: Cell::new(false),
         queued: Cell::new(false),
         peer_ref: RefCell::new(Weak::new()),
     });
@@ -305,6 +317,9 @@ pub(crate) fn lose(world: &Rc<World>, c: &Rc<SimConn>, reason: Failure) {
     }
     if let Some(h) = world.host(c.host) {
         h.st.conns.borrow_mut().remove(&c.id);
+        h.st.lost
+            .borrow_mut()
+            .push(crate::world::LostConn::new(c.id, &c.conn));
     }
     world.record(
         Some(c.host),

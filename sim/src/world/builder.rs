@@ -98,9 +98,10 @@ impl SimBuilder {
         self
     }
 
-    /// Whether leftover timers or connections at the end fail the run.
-    pub fn allow_dirty(mut self, allow: bool) -> Self {
-        self.cfg.allow_dirty = allow;
+    /// Whether a run that ends idle fails when something is left that should not be (see
+    /// [`Config::check_clean`]).
+    pub fn check_clean(mut self, on: bool) -> Self {
+        self.cfg.check_clean = on;
         self
     }
 

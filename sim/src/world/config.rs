@@ -29,8 +29,10 @@ pub struct Config {
     pub faults: Faults,
     /// Keep the full trace (otherwise only its hash).
     pub trace: bool,
-    /// Accept pending timers or open connections at the end of `run_until_idle`.
-    pub allow_dirty: bool,
+    /// Fail a run that ends idle with anything left that should not be (open connections,
+    /// lost connections still alive, ports listening on stopped hosts): see
+    /// [`Sim::leftovers`](crate::Sim::leftovers).
+    pub check_clean: bool,
     /// A panic in a protocol fails the run (on by default). Off, the panic is traced and the
     /// connection lost, as on the real reactor, and the run goes on (for testing isolation).
     pub fail_on_panic: bool,
@@ -48,7 +50,7 @@ impl Default for Config {
             max_time: Duration::from_secs(24 * 3600),
             faults: Faults::none(),
             trace: false,
-            allow_dirty: true,
+            check_clean: false,
             fail_on_panic: true,
         }
     }
@@ -88,10 +90,11 @@ pub enum SimError {
         /// The budget.
         steps: u64,
     },
-    /// Timers or connections were left at the end.
+    /// The run ended idle with something left that should not be (see
+    /// [`Config::check_clean`]).
     DirtyEnd {
-        /// What was left.
-        what: String,
+        /// What was left, one line each.
+        left: Vec<String>,
     },
     /// The run outgrew what the simulator can index: over 2^40 scheduled calls and
     /// segments, 2^24 segments in flight at once, or 2^24 hosts.
@@ -118,7 +121,13 @@ impl std::fmt::Display for SimError {
             SimError::StepBudget { steps } => {
                 write!(f, "step budget of {steps} exhausted (a runaway loop?)")
             }
-            SimError::DirtyEnd { what } => write!(f, "unclean end: {what}"),
+            SimError::DirtyEnd { left } => {
+                write!(f, "unclean end: {} left", left.len())?;
+                for l in left {
+                    write!(f, "\n  - {l}")?;
+                }
+                Ok(())
+            }
             SimError::Capacity { what } => write!(f, "simulator capacity exceeded: {what}"),
         }
     }

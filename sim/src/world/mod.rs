@@ -17,6 +17,7 @@
 //! next, and one step), and this module, the state they share.
 
 mod builder;
+mod clean;
 mod config;
 mod sched;
 mod sim;
@@ -31,6 +32,8 @@ use std::time::Duration;
 use torsion::reactor::TimerQueue;
 
 pub use builder::SimBuilder;
+pub use clean::Leftover;
+pub(crate) use clean::{LostConn, LostConns};
 pub use config::{Config, SimError};
 pub use sim::{Sim, Stop};
 

@@ -390,3 +390,86 @@ fn a_sparse_invariant_still_fails_a_run_whose_violation_lasts_to_the_end() {
     assert!(sim.run_until(move || c.get() == 70));
     assert_eq!(sim.errors().len(), 1);
 }
+
+/// A server (Echo on port 7) and a client that connects and says nothing: both ends stay
+/// open with nothing left to happen.
+fn idle_pair(clean: bool) -> Sim {
+    let sim = Sim::builder().seed(3).check_clean(clean).build();
+    let server = sim.host("server");
+    server.listen_tcp(7, ForProtocol::<Echo>::new()).unwrap();
+    let client = sim.host("client");
+    client.connect_tcp("server", 7, ForProtocol::<Echo>::new());
+    sim
+}
+
+#[test]
+fn the_clean_check_fails_an_idle_world_with_open_connections_and_lists_them() {
+    let sim = idle_pair(true);
+    assert_eq!(sim.run_until_idle(), Stop::Failed);
+    let errors = sim.errors();
+    assert_eq!(errors.len(), 1);
+    let SimError::DirtyEnd { left } = &errors[0] else {
+        panic!("{errors:?}")
+    };
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left[0].starts_with("server: connection c"), "{left:?}");
+    assert!(left[0].ends_with("is still open"), "{left:?}");
+    assert!(left[1].starts_with("client: connection c"), "{left:?}");
+    assert!(errors[0]
+        .to_string()
+        .starts_with("unclean end: 2 left\n  - server: "));
+    // Off (the default), the same world passes, and still says what is left.
+    let sim = idle_pair(false);
+    assert_eq!(sim.run_until_idle(), Stop::Idle);
+    assert_eq!(sim.leftovers().len(), 2);
+}
+
+#[test]
+fn a_connection_whose_peer_crashed_is_listed_but_does_not_fail_the_check() {
+    let sim = idle_pair(true);
+    assert!(sim.run_until(|| sim.hosts()[0].connection_count() == 1));
+    sim.host("client").crash();
+    assert_eq!(sim.run_until_idle(), Stop::Idle, "{:?}", sim.errors());
+    let left = sim.leftovers();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(matches!(
+        &left[0],
+        Leftover::Open {
+            peer_crashed: true,
+            ..
+        }
+    ));
+    assert!(!left[0].is_failure());
+    assert!(left[0].to_string().ends_with("its peer's host crashed"));
+}
+
+#[test]
+fn a_lost_connection_still_alive_is_a_leak_the_clean_check_reports() {
+    let sim = idle_pair(true);
+    let server = sim.host("server");
+    assert!(sim.run_until(|| server.connection_count() == 1));
+    // Something keeps the server's connection (and so its protocol) alive past its loss.
+    let held: Vec<Rc<torsion::protocol::Connection>> = server
+        .st
+        .conns
+        .borrow()
+        .values()
+        .map(|c| c.conn.clone())
+        .collect();
+    let t = held[0].transport();
+    sim.host("client").call_soon(move || t.lose_connection());
+    // The client's end closes as the server's FIN arrives: only the held one is left.
+    assert_eq!(sim.run_until_idle(), Stop::Failed);
+    let errors = sim.errors();
+    let SimError::DirtyEnd { left } = &errors[0] else {
+        panic!("{errors:?}")
+    };
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].starts_with("server: connection c")
+            && left[0].contains("was lost but it and its protocol are still alive"),
+        "{left:?}"
+    );
+    drop(held);
+    assert!(sim.leftovers().is_empty(), "{:?}", sim.leftovers());
+}
