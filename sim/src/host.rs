@@ -36,6 +36,39 @@ fn booted() -> Rc<Lifecycle> {
     Rc::new(life)
 }
 
+/// The address of host number `index`: `10.w.x.y`, from 10.0.0.1, with `x` below 250 and
+/// `y` from 1 to 250 (distinct for the first 16,000,000 hosts, past anything a world holds).
+fn ip_of_index(index: usize) -> Ipv4Addr {
+    let w = (index / 62_500) as u8;
+    let x = (index / 250 % 250) as u8;
+    let y = (index % 250 + 1) as u8;
+    Ipv4Addr::new(10, w, x, y)
+}
+
+/// The host number an address names, if it is of the form [`ip_of_index`] makes (whether
+/// that host exists is the world's to say).
+pub(crate) fn index_of_ip(ip: Ipv4Addr) -> Option<usize> {
+    match ip.octets() {
+        [10, w, x @ 0..=249, y @ 1..=250] => {
+            Some(usize::from(w) * 62_500 + usize::from(x) * 250 + usize::from(y) - 1)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn host_addresses_are_distinct_and_invert() {
+    for i in (0..200_000).chain([15_999_999]) {
+        assert_eq!(index_of_ip(ip_of_index(i)), Some(i), "{}", ip_of_index(i));
+    }
+    assert_eq!(ip_of_index(0), Ipv4Addr::new(10, 0, 0, 1));
+    assert_eq!(ip_of_index(250), Ipv4Addr::new(10, 0, 1, 1));
+    assert_eq!(ip_of_index(62_500), Ipv4Addr::new(10, 1, 0, 1));
+    assert_eq!(index_of_ip(Ipv4Addr::new(10, 0, 0, 0)), None);
+    assert_eq!(index_of_ip(Ipv4Addr::new(127, 0, 0, 1)), None);
+}
+
 /// What a host runs at boot and after each restart.
 type Startup = Rc<dyn Fn(&Host)>;
 
@@ -56,6 +89,8 @@ pub(crate) struct HostState {
     life: RefCell<Rc<Lifecycle>>,
     pub(crate) listeners: RefCell<BTreeMap<u16, Listener>>,
     pub(crate) conns: RefCell<BTreeMap<u64, Rc<SimConn>>>,
+    /// Open UDP ports and their protocols (dropped with the host, or at a crash).
+    pub(crate) udp: RefCell<BTreeMap<u16, crate::udp::Slot>>,
     /// Connections lost here, kept weakly to find those that outlive their loss.
     pub(crate) lost: RefCell<LostConns>,
     pub(crate) starts: RefCell<FactoryStarts>,
@@ -73,7 +108,7 @@ impl HostState {
                 world.decide.borrow_mut().range(0, max)
             }
         };
-        let ip = Ipv4Addr::new(10, 0, (index / 250) as u8, (index % 250 + 1) as u8);
+        let ip = ip_of_index(index);
         let st = Rc::new_cyclic(|me| HostState {
             me: me.clone(),
             index,
@@ -87,6 +122,7 @@ impl HostState {
             life: RefCell::new(booted()),
             listeners: RefCell::new(BTreeMap::new()),
             conns: RefCell::new(BTreeMap::new()),
+            udp: RefCell::new(BTreeMap::new()),
             lost: RefCell::new(LostConns::default()),
             starts: RefCell::new(FactoryStarts::new()),
             next_port: Cell::new(32768),
@@ -190,6 +226,8 @@ impl HostState {
         drop(conns);
         let listeners = std::mem::take(&mut *self.listeners.borrow_mut());
         drop(listeners);
+        let udp = std::mem::take(&mut *self.udp.borrow_mut());
+        drop(udp);
         // A crash frees what the process held: whatever is still alive is not its leak.
         self.lost.borrow_mut().clear();
     }

@@ -20,20 +20,8 @@ use crate::host::{Host, HostState};
 use crate::net::link::{self, Packet, Payload};
 use crate::world::World;
 
-thread_local! {
-    /// Open UDP ports: (host index, port) → protocol slot. Kept per thread; each world's
-    /// hosts have distinct `Weak` owners, and entries of dropped worlds are pruned on use.
-    static PORTS: RefCell<Vec<Port>> = const { RefCell::new(Vec::new()) };
-}
-
-struct Port {
-    host: Weak<HostState>,
-    port: u16,
-    protocol: Slot,
-}
-
 /// A port's protocol, taken out while it runs.
-type Slot = Rc<RefCell<Option<Box<dyn DatagramProtocol>>>>;
+pub(crate) type Slot = Rc<RefCell<Option<Box<dyn DatagramProtocol>>>>;
 
 /// A datagram in flight.
 #[derive(Clone)]
@@ -65,16 +53,13 @@ struct SimUdp {
     addr: Address,
     max: usize,
     connected: RefCell<Option<Address>>,
+    /// The port's protocol slot (owned by the host's table while the port is open: a
+    /// transport a user keeps does not keep a closed port's protocol alive).
+    slot: Weak<RefCell<Option<Box<dyn DatagramProtocol>>>>,
 }
 
-fn lookup(host: &Rc<HostState>, port: u16) -> Option<Slot> {
-    PORTS.with(|p| {
-        let mut p = p.borrow_mut();
-        p.retain(|e| e.host.strong_count() > 0);
-        p.iter()
-            .find(|e| e.port == port && e.host.upgrade().is_some_and(|h| Rc::ptr_eq(&h, host)))
-            .map(|e| e.protocol.clone())
-    })
+fn lookup(host: &HostState, port: u16) -> Option<Slot> {
+    host.udp.borrow().get(&port).cloned()
 }
 
 impl DatagramTransportDriver for SimUdp {
@@ -98,13 +83,11 @@ impl DatagramTransportDriver for SimUdp {
         let Some(world) = st.world() else {
             return Err(UdpError::Closed);
         };
-        let dest_host = world
-            .hosts
-            .borrow()
-            .iter()
-            .find(|h| std::net::IpAddr::V4(h.ip()) == dest.addr.ip())
-            .map(|h| h.st.index);
-        let Some(to) = dest_host else {
+        let dest_host = match dest.addr.ip() {
+            std::net::IpAddr::V4(ip) => crate::host::index_of_ip(ip),
+            std::net::IpAddr::V6(_) => None,
+        };
+        let Some(to) = dest_host.filter(|&i| world.host(i).is_some()) else {
             world.record_data(st.index, None, false, data);
             return Ok(()); // nobody there: the datagram is lost
         };
@@ -130,14 +113,12 @@ impl DatagramTransportDriver for SimUdp {
 
     fn stop_listening(&self) -> Deferred<()> {
         if let Some(st) = self.host.upgrade() {
-            let port = self.addr.port();
-            let slot = lookup(&st, port);
-            PORTS.with(|p| {
-                p.borrow_mut().retain(|e| {
-                    !(e.port == port && e.host.upgrade().is_some_and(|h| Rc::ptr_eq(&h, &st)))
-                })
-            });
+            // Only this transport's own port: after a crash and a fresh listen on the same
+            // port, the old transport must not stop the new protocol.
+            let slot = lookup(&st, self.addr.port())
+                .filter(|s| std::ptr::eq(Rc::as_ptr(s), self.slot.as_ptr()));
             if let Some(slot) = slot {
+                st.udp.borrow_mut().remove(&self.addr.port());
                 let taken = slot.borrow_mut().take();
                 if let Some(mut p) = taken {
                     p.stop_protocol();
@@ -168,19 +149,16 @@ pub(crate) fn listen(
         });
     }
     let addr = Address::udp(SocketAddr::from((host.ip(), port)));
+    let slot: Slot = Rc::new(RefCell::new(None));
     let transport = DatagramTransport::new(Rc::new(SimUdp {
         host: Rc::downgrade(&host.st),
         addr,
         max: max_packet_size,
         connected: RefCell::new(None),
+        slot: Rc::downgrade(&slot),
     }));
     protocol.start_protocol(&transport);
-    PORTS.with(|p| {
-        p.borrow_mut().push(Port {
-            host: Rc::downgrade(&host.st),
-            port,
-            protocol: Rc::new(RefCell::new(Some(protocol))),
-        })
-    });
+    *slot.borrow_mut() = Some(protocol);
+    host.st.udp.borrow_mut().insert(port, slot);
     Ok(transport)
 }

@@ -405,3 +405,88 @@ fn a_partition_holds_window_updates() {
     let (server, _) = tcp_run(&sim, &[7; 2_000], Duration::ZERO, Duration::from_secs(1));
     assert_eq!(server, vec!["5ms made", "15ms got 1000", "110ms got 1000"]);
 }
+
+/// A datagram protocol that counts its live instances.
+struct Counted(Log, Rc<std::cell::Cell<i64>>);
+
+impl Counted {
+    fn new(log: &Log, live: &Rc<std::cell::Cell<i64>>) -> Box<Counted> {
+        live.set(live.get() + 1);
+        Box::new(Counted(log.clone(), live.clone()))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.1.set(self.1.get() - 1);
+    }
+}
+
+impl DatagramProtocol for Counted {
+    fn datagram_received(&mut self, data: &[u8], _addr: Address) {
+        self.0
+            .borrow_mut()
+            .push(String::from_utf8_lossy(data).into_owned());
+    }
+}
+
+#[test]
+fn a_crash_closes_the_hosts_udp_ports_and_drops_their_protocols() {
+    let sim = fixed_latency(1).build();
+    let (a, b) = (sim.host("a"), sim.host("b"));
+    let (got, live): (Log, _) = (Rc::default(), Rc::new(std::cell::Cell::new(0)));
+    b.listen_udp(2, Counted::new(&got, &live)).unwrap();
+    let tx = a.listen_udp(1, Box::new(Collect(Rc::default()))).unwrap();
+    let to = Address::udp(SocketAddr::from((b.ip(), 2)));
+    tx.write(b"before", to).unwrap();
+    sim.run_until_idle();
+    b.crash();
+    assert_eq!(live.get(), 0, "the crashed process's protocol is gone");
+    b.restart();
+    tx.write(b"after the crash", to).unwrap();
+    sim.run_until_idle();
+    assert_eq!(*got.borrow(), vec!["before"]);
+    // The port is free again for the restarted process.
+    let again: Log = Rc::default();
+    b.listen_udp(2, Counted::new(&again, &live)).unwrap();
+    tx.write(b"new", to).unwrap();
+    sim.run_until_idle();
+    assert_eq!(*again.borrow(), vec!["new"]);
+}
+
+#[test]
+fn dropping_a_world_drops_its_udp_protocols_at_once() {
+    let live = Rc::new(std::cell::Cell::new(0));
+    {
+        let sim = fixed_latency(1).build();
+        let h = sim.host("h");
+        for port in 1..=3 {
+            h.listen_udp(port, Counted::new(&Rc::default(), &live))
+                .unwrap();
+        }
+        assert_eq!(live.get(), 3);
+    }
+    // Nothing else ran on this thread since: the protocols went with their world.
+    assert_eq!(live.get(), 0);
+}
+
+#[test]
+fn a_stale_udp_transport_does_not_stop_the_port_of_the_next_process() {
+    let sim = fixed_latency(1).build();
+    let (a, b) = (sim.host("a"), sim.host("b"));
+    let live = Rc::new(std::cell::Cell::new(0));
+    let old = b
+        .listen_udp(2, Counted::new(&Rc::default(), &live))
+        .unwrap();
+    b.crash();
+    b.restart();
+    let got: Log = Rc::default();
+    b.listen_udp(2, Counted::new(&got, &live)).unwrap();
+    let _ = old.stop_listening();
+    assert_eq!(live.get(), 1, "the new process's protocol is still there");
+    let tx = a.listen_udp(1, Box::new(Collect(Rc::default()))).unwrap();
+    tx.write(b"hi", Address::udp(SocketAddr::from((b.ip(), 2))))
+        .unwrap();
+    sim.run_until_idle();
+    assert_eq!(*got.borrow(), vec!["hi"]);
+}
