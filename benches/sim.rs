@@ -6,6 +6,15 @@
 //! with fragmentation off (`echo_unfragmented_seeds_per_s`, `..._events_per_s`), the
 //! figure comparable with simulators that deliver each write whole.
 //!
+//! Side by side with madsim: the same echo workload written for madsim (1 server, 10
+//! clients, 100 messages of 1..64 bytes each over its simulated TCP, latency 1..10 ms) lives
+//! in `benches/madsim-echo`, a crate of its own because madsim's simulator needs the whole
+//! build under `--cfg madsim`. The bench builds it (`cargo build --release`, in
+//! `target/madsim-echo`), then alternates the two sweeps over several rounds, each in its
+//! own process run of the same seeds, and prints the medians: `madsim_echo_seeds_per_s` and
+//! `echo_over_madsim` (torsion's fragmented echo rate over madsim's; madsim delivers each
+//! write whole). `SIM_BENCH_MADSIM=0` skips it.
+//!
 //! Also: `conns_100k_rss_mib`, the resident memory after opening 100,000 simulated
 //! connections (100 client hosts × 1,000) to one server and delivering a byte on each; and
 //! `heartbeat_hour_wall_s`, the wall time to simulate one hour of 1,000 connections each
@@ -187,6 +196,82 @@ fn echo_sweep(seeds: u64, fragment: bool) -> (f64, f64) {
     (seeds as f64 / secs, events as f64 / secs)
 }
 
+/// Builds `benches/madsim-echo` and returns its binary, or why it could not.
+fn build_madsim_echo() -> Result<std::path::PathBuf, String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from)
+        .join("madsim-echo");
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(root.join("benches/madsim-echo/Cargo.toml"))
+        .env("RUSTFLAGS", "--cfg madsim")
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building benches/madsim-echo failed ({status})"));
+    }
+    Ok(target.join("release/madsim-echo"))
+}
+
+/// madsim's echo rate over `seeds` seeds from `start`, timed inside its process.
+fn madsim_echo(bin: &std::path::Path, seeds: u64, start: u64) -> Result<f64, String> {
+    let out = std::process::Command::new(bin)
+        .args([seeds.to_string(), start.to_string()])
+        .output()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let secs = text
+        .lines()
+        .find_map(|l| l.strip_prefix("madsim_echo_seconds: "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .ok_or_else(|| {
+            format!(
+                "madsim-echo printed no time: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    Ok(seeds as f64 / secs)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Alternates torsion's and madsim's echo sweeps over `rounds` rounds of `seeds` seeds.
+fn versus_madsim(rounds: u64, seeds: u64) {
+    let bin = match build_madsim_echo() {
+        Ok(bin) => bin,
+        Err(e) => {
+            println!("madsim_echo_seeds_per_s: unavailable ({e})");
+            return;
+        }
+    };
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let start = round * seeds;
+        match madsim_echo(&bin, seeds, start) {
+            Ok(rate) => theirs.push(rate),
+            Err(e) => {
+                println!("madsim_echo_seeds_per_s: unavailable ({e})");
+                return;
+            }
+        }
+        let t = Instant::now();
+        for seed in start..start + seeds {
+            run_seed(seed, true);
+        }
+        ours.push(seeds as f64 / t.elapsed().as_secs_f64());
+    }
+    let (ours, theirs) = (median(ours), median(theirs));
+    println!("versus_madsim_rounds: {rounds}");
+    println!("versus_madsim_echo_seeds_per_s: {ours:.0}");
+    println!("madsim_echo_seeds_per_s: {theirs:.0}");
+    println!("echo_over_madsim: {:.2} x", ours / theirs);
+}
+
 fn main() {
     // SIM_BENCH_ONLY=echo runs just the seeds workload (for profiling).
     let only_echo = std::env::var("SIM_BENCH_ONLY").is_ok_and(|v| v == "echo");
@@ -204,6 +289,9 @@ fn main() {
     let (seeds_per_s, events_per_s) = echo_sweep(1000, false);
     println!("echo_unfragmented_seeds_per_s: {seeds_per_s:.0}");
     println!("echo_unfragmented_events_per_s: {events_per_s:.0}");
+    if std::env::var("SIM_BENCH_MADSIM").map_or(true, |v| v != "0") {
+        versus_madsim(5, 500);
+    }
     if only_echo {
         return;
     }

@@ -81,7 +81,7 @@ proptest! {
 // README: "A trace snapshot, with insta"
 #[test]
 fn echo_trace_snapshot() {
-    let sim = Sim::builder().seed(7).trace(true).build();
+    let sim = Sim::builder().seed(27).trace(true).build();
     echo_world(&sim, vec![b"ping".to_vec()]);
     sim.run_until_idle();
     insta::with_settings!({ snapshot_path => "snapshots", prepend_module_to_snapshot => false }, {

@@ -66,4 +66,4 @@ pub use host::Host;
 pub use insta;
 pub use scenario::{Scenario, ScenarioError};
 pub use trace::{Event, Kind, Trace};
-pub use world::{Cadence, Config, Leftover, Sim, SimBuilder, SimError, Stop};
+pub use world::{Cadence, Config, Leftover, Sim, SimBuilder, SimError, Stop, FRAGMENT_ODDS};

@@ -176,11 +176,12 @@ fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
             break;
         }
         let len = pending.min(avail);
-        // Fragmentation: choice 0 sends all that fits; otherwise the segment ends at a
-        // chosen point. Whether to split is its own choice, taken again for the rest: so
-        // half the writes arrive whole whatever their size (a uniform cut point alone would
-        // split nearly every write), and every split point stays reachable.
-        let seg = if world.cfg.fragment && len > 1 && world.choose(2) == 1 {
+        // Fragmentation: choice 0 sends all that fits; choice 1 (of the world's odds) ends
+        // the segment at a chosen point. Whether to split is its own choice, taken again for
+        // the rest: so most writes arrive whole whatever their size (a uniform cut point
+        // alone would split nearly every write), and every split point stays reachable.
+        let odds = world.split_odds;
+        let seg = if odds > 0 && len > 1 && world.choose(odds) == 1 {
             1 + world.choose(len as u64 - 1) as usize
         } else {
             len

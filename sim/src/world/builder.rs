@@ -8,7 +8,7 @@ use std::time::Duration;
 use torsion::defer::{set_unhandled_error_hook, Failure, UnhandledErrorHook};
 use torsion::reactor::{Instant, TimerQueue};
 
-use super::{Config, Sim, SimError, World, SYS};
+use super::{Config, Sim, SimError, World, FRAGMENT_ODDS, SYS};
 use crate::decide::Decisions;
 use crate::faults::Faults;
 use crate::net::Net;
@@ -118,12 +118,18 @@ impl SimBuilder {
         if let Some((hosts, horizon)) = self.swarm {
             cfg.faults = Faults::swarm(&mut decide, hosts, horizon);
         }
+        let split_odds = if cfg.fragment {
+            FRAGMENT_ODDS[decide.choose(FRAGMENT_ODDS.len() as u64) as usize]
+        } else {
+            0
+        };
         let trace = Trace::new(cfg.trace);
         let net = Net::new(&cfg.faults);
         let seq = Rc::new(Cell::new(0));
         let world = Rc::new(World {
             sys: TimerQueue::with_sequence(seq.clone()),
             cfg,
+            split_odds,
             now: Cell::new(0),
             seq,
             decide: RefCell::new(decide),

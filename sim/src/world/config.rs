@@ -4,6 +4,11 @@ use std::time::Duration;
 
 use crate::faults::Faults;
 
+/// The fragmentation odds a world draws from when [`Config::fragment`] is on: a segment is
+/// split with probability `1/odds` (`0`: never). Choice 0 is "never", so a shrunk failure
+/// keeps fragmentation only if it needs it.
+pub const FRAGMENT_ODDS: [u64; 4] = [0, 16, 4, 2];
+
 /// Network and run settings.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -13,6 +18,12 @@ pub struct Config {
     pub latency_max: Duration,
     /// Whether writes may be split into several segments (on by default: arbitrary
     /// fragmentation is the default hardship for every parser).
+    ///
+    /// How often is itself drawn per world, swarm-style: each seed splits one segment in 2,
+    /// one in 4, one in 16, or none ([`FRAGMENT_ODDS`]). Runs of varied intensity find
+    /// more than runs all at full strength — a parser bug that needs one write split among
+    /// many whole ones shows at low rates — and the gentler seeds run fewer events (an echo
+    /// re-fragments what it echoes, so the cost compounds).
     pub fragment: bool,
     /// Receive window per direction, in bytes: a writer may have this much sent and not yet
     /// acknowledged as read, so a reader that stops reading stalls its writer. The reader's

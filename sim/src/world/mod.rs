@@ -34,7 +34,7 @@ use torsion::reactor::TimerQueue;
 pub use builder::SimBuilder;
 pub use clean::Leftover;
 pub(crate) use clean::{LostConn, LostConns};
-pub use config::{Config, SimError};
+pub use config::{Config, SimError, FRAGMENT_ODDS};
 pub use sim::{Sim, Stop};
 
 use crate::decide::Decisions;
@@ -76,6 +76,9 @@ pub enum Cadence {
 
 pub(crate) struct World {
     pub(crate) cfg: Config,
+    /// This world's fragmentation: a segment is split with probability `1/split_odds`
+    /// (`0`: never). See [`Config::fragment`].
+    pub(crate) split_odds: u64,
     pub(crate) now: Cell<u64>,
     pub(crate) seq: Rc<Cell<u64>>,
     pub(crate) decide: RefCell<Decisions>,
