@@ -12,8 +12,9 @@
 //!
 //! On the first failing seed it re-runs that seed recording every choice and keeping the
 //! full trace, confirms the failure reproduces, shrinks the choice sequence to the smallest
-//! one that still fails the same way, and panics with a report: the seed, the fault mix, the
-//! error, the command that replays it, and the shrunk trace. It also writes a replay file
+//! one that still fails the same way, and panics with a report: the seed, the error, the
+//! fault mix of the shrunk run (in swarm mode the mix is drawn from the choices, so it shrinks
+//! with them), the command that replays it, and the shrunk trace. It also writes a replay file
 //! (`target/torsion-replays/<name>-<seed>.toml`) holding the shrunk choices and the expected
 //! trace hash.
 //!
@@ -136,7 +137,8 @@ pub struct Report {
     pub seed: u64,
     /// What failed.
     pub error: String,
-    /// The fault mix, in one line.
+    /// The fault mix of the run whose trace is shown (the shrunk run), in one line. In
+    /// swarm mode the mix is drawn from the choices, so shrinking also shrinks the mix.
     pub faults: String,
     /// The shrunk choice sequence.
     pub choices: Vec<u64>,
@@ -431,7 +433,7 @@ pub fn investigate(
         name: opts.name.clone(),
         seed,
         error: shown.to_string(),
-        faults: first.faults,
+        faults: last.faults,
         choices,
         original_len,
         shrink_runs,
@@ -518,6 +520,7 @@ pub fn check_with(
 mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
+    use std::time::Duration;
 
     use torsion::protocol::{factory_fn, Protocol, Transport};
     use torsion::reactor::ReactorTcpExt;
@@ -648,6 +651,33 @@ mod tests {
             "{}",
             report.error
         );
+    }
+
+    #[test]
+    fn swarm_report_describes_the_faults_of_the_shrunk_run() {
+        // Fails whenever the drawn mix resets segments; every other fault is noise the
+        // shrinker removes, so the shrunk run's mix differs from the seed's.
+        let body = |sim: &Sim| {
+            sim.host("a");
+            sim.host("b");
+            sim.run_until_idle();
+            assert!(sim.faults().reset_ppm == 0, "resets are on");
+        };
+        let builder = || Sim::builder().swarm(2, Duration::from_secs(1));
+        let mut o = opts("swarm faults");
+        o.seeds = 200;
+        let report = sweep(&o, &builder, &body)
+            .failure
+            .expect("some seed draws resets");
+        let seed_mix = run_once(&|| builder().seed(report.seed).build(), &body).faults;
+        let shrunk = || builder().choices(report.choices.clone()).build();
+        let shrunk_mix = run_once(&shrunk, &body).faults;
+        assert_ne!(
+            seed_mix, shrunk_mix,
+            "the seed's mix is not already minimal"
+        );
+        assert!(shrunk_mix.starts_with("reset "), "{shrunk_mix}");
+        assert_eq!(report.faults, shrunk_mix, "{report}");
     }
 
     #[test]
