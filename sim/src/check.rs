@@ -680,6 +680,61 @@ mod tests {
         assert_eq!(report.faults, shrunk_mix, "{report}");
     }
 
+    /// Records whether the connection ended cleanly.
+    struct Sink {
+        clean: Rc<RefCell<Option<bool>>>,
+    }
+    impl Protocol for Sink {
+        fn data_received(&mut self, _d: &[u8]) {}
+        fn connection_lost(&mut self, reason: torsion::defer::Failure) {
+            *self.clean.borrow_mut() = Some(reason.is::<torsion::error::ConnectionDone>());
+        }
+    }
+
+    /// Fails when a reset fault cuts the connection.
+    fn reset_body(sim: &Sim) {
+        let clean = Rc::new(RefCell::new(None));
+        let c = clean.clone();
+        sim.host("server")
+            .listen_tcp(
+                8000,
+                factory_fn(move |_| Some(Box::new(Sink { clean: c.clone() }) as _)),
+            )
+            .unwrap();
+        let client = sim.host("client");
+        client.connect_tcp("server", 8000, factory_fn(|_| Some(Box::new(Sender) as _)));
+        sim.run_until_idle();
+        assert_eq!(
+            *clean.borrow(),
+            Some(true),
+            "the connection was not closed cleanly"
+        );
+    }
+
+    #[test]
+    fn a_fault_draw_near_a_million_shrinks_in_under_100_runs() {
+        // A reset fires on a segment when its draw out of a million is at least 980,000.
+        let builder = || {
+            Sim::builder().faults(crate::Faults {
+                reset_ppm: 20_000,
+                ..crate::Faults::none()
+            })
+        };
+        let mut o = opts("reset draw");
+        o.seeds = 500;
+        let report = sweep(&o, &builder, &reset_body)
+            .failure
+            .expect("a reset within 500 seeds");
+        assert!(report.error.contains("not closed cleanly"), "{report}");
+        assert!(report.shrink_runs < 100, "{report}");
+        // The smallest draw that still fires the reset.
+        assert!(
+            report.choices.contains(&980_000),
+            "{report}\n{:?}",
+            report.choices
+        );
+    }
+
     #[test]
     fn replay_file_round_trips() {
         let dir = std::env::temp_dir().join(format!("torsion-replay-test-{}", std::process::id()));
