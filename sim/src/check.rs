@@ -15,8 +15,9 @@
 //! one that still fails the same way, and panics with a report: the seed, the error, the
 //! fault mix of the shrunk run (in swarm mode the mix is drawn from the choices, so it shrinks
 //! with them), the command that replays it, and the shrunk trace. It also writes a replay file
-//! (`target/torsion-replays/<name>-<seed>.toml`) holding the shrunk choices and the expected
-//! trace hash.
+//! (`<name>-<seed>.toml` under `$CARGO_TARGET_DIR/torsion-replays` when `CARGO_TARGET_DIR` is
+//! set, else `target/torsion-replays`) holding the check's name, the shrunk choices and the
+//! expected trace hash.
 //!
 //! Environment overrides, as in other Rust simulation harnesses:
 //! `TORSION_SEED=S` runs that one seed; `TORSION_SEEDS=N` runs N seeds; `TORSION_JOBS=J` runs
@@ -59,7 +60,10 @@ pub struct Options {
     pub shrink: bool,
     /// At most this many runs while shrinking.
     pub shrink_budget: usize,
-    /// Where replay files go (`None`: don't write one).
+    /// Where replay files go (`None`: don't write one). By default
+    /// `$CARGO_TARGET_DIR/torsion-replays` when `CARGO_TARGET_DIR` is set, else
+    /// `target/torsion-replays` (relative paths are from the working directory: under
+    /// `cargo test`, the package's directory).
     pub replay_dir: Option<PathBuf>,
     /// Run only shard `.0` of `.1`: the seeds whose offset from `start` is `.0` modulo `.1`.
     /// The shards `0/N .. N-1/N` together run exactly the unsharded seeds.
@@ -97,7 +101,7 @@ impl Options {
             check_determinism: false,
             shrink: true,
             shrink_budget: 2_000,
-            replay_dir: Some(PathBuf::from("target/torsion-replays")),
+            replay_dir: Some(default_replay_dir()),
             shard: (0, 1),
             on_seed: None,
             scenario: None,
@@ -125,6 +129,15 @@ impl Options {
             self.seeds = n;
         }
         self
+    }
+}
+
+/// `$CARGO_TARGET_DIR/torsion-replays` when `CARGO_TARGET_DIR` is set, else
+/// `target/torsion-replays`.
+fn default_replay_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("torsion-replays"),
+        _ => PathBuf::from("target/torsion-replays"),
     }
 }
 
