@@ -1,13 +1,13 @@
 //! The harness as `cargo test` runs it: the environment overrides and replay files, seen
-//! from outside. Each test re-runs this test binary with one child test selected, in its own
-//! directory and with the environment set, as a user's `cargo test` would.
+//! from outside. Each test re-runs this test binary with one child test selected and the
+//! environment set, as a user's `TORSION_REPLAY=FILE cargo test` would.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use torsion_sim::{check_with, Options, Sim};
+use torsion_sim::{check, check_with, Options, ReplayFile, Sim};
 
 /// Set in the re-run binary: the child tests run only there.
 const CHILD: &str = "TORSION_HARNESS_CHILD";
@@ -32,6 +32,18 @@ fn child_planted_failure() {
             assert!(sim.faults().reset_ppm == 0, "resets are on");
         },
     );
+}
+
+/// Child: a check unrelated to the planted failure, which passes every seed.
+#[test]
+fn child_unrelated_check() {
+    if !in_child() {
+        return;
+    }
+    check("unrelated check", |sim: &Sim| {
+        sim.host("a").log("hello");
+        sim.run_until_idle();
+    });
 }
 
 /// Runs one child test in `dir` with `env` set; returns whether it passed, and its output.
@@ -107,5 +119,40 @@ fn without_cargo_target_dir_replay_files_go_under_target() {
     let relative = file.strip_prefix(&cwd).unwrap();
     let hint = format!("TORSION_REPLAY={} cargo test", relative.display());
     assert!(output.contains(&hint), "{hint}\n{output}");
+    let _ = std::fs::remove_dir_all(&cwd);
+}
+
+#[test]
+fn torsion_replay_applies_only_to_the_check_it_names() {
+    let cwd = tmp("named");
+    let (passed, output) = child(&cwd, "child_planted_failure", &[]);
+    assert!(!passed, "{output}");
+    let file = the_replay_file(&cwd.join("target"), &output);
+    assert_eq!(ReplayFile::load(&file).unwrap().name, "planted failure");
+
+    // Another check of the same binary runs its seeds as usual.
+    let (passed, output) = child(
+        &cwd,
+        "child_unrelated_check",
+        &[("TORSION_REPLAY", file.as_os_str())],
+    );
+    assert!(passed, "{output}");
+
+    // The named check replays the file: one run of the shrunk schedule, no new search.
+    let elsewhere = tmp("elsewhere");
+    let (passed, output) = child(
+        &cwd,
+        "child_planted_failure",
+        &[
+            ("TORSION_REPLAY", file.as_os_str()),
+            ("CARGO_TARGET_DIR", elsewhere.as_os_str()),
+        ],
+    );
+    assert!(!passed, "{output}");
+    assert!(output.contains("resets are on"), "{output}");
+    assert!(output.contains("(from 1, 0 runs)"), "{output}");
+    let hint = format!("TORSION_REPLAY={} cargo test", file.display());
+    assert!(output.contains(&hint), "{hint}\n{output}");
+    assert!(!elsewhere.exists(), "a replay writes no new file");
     let _ = std::fs::remove_dir_all(&cwd);
 }
