@@ -103,7 +103,7 @@ pub fn shrink(
                 continue;
             }
             let (mut passes, mut fails) = (0u64, best.get(i).copied().unwrap_or(0).min(v));
-            while fails - passes > 1 && runs < budget {
+            while fails.saturating_sub(passes) > 1 && runs < budget {
                 let mid = passes + (fails - passes) / 2;
                 let mut cand = best.clone();
                 cand[i] = mid;
