@@ -12,15 +12,18 @@
 //!
 //! On the first failing seed it re-runs that seed recording every choice and keeping the
 //! full trace, confirms the failure reproduces, shrinks the choice sequence to the smallest
-//! one that still fails the same way, and panics with a report: the seed, the fault mix, the
-//! error, the command that replays it, and the shrunk trace. It also writes a replay file
-//! (`target/torsion-replays/<name>-<seed>.toml`) holding the shrunk choices and the expected
-//! trace hash.
+//! one that still fails the same way, and panics with a report: the seed, the error, the
+//! fault mix of the shrunk run (in swarm mode the mix is drawn from the choices, so it shrinks
+//! with them), the command that replays it, and the shrunk trace. It also writes a replay file
+//! (`<name>-<seed>.toml` under `$CARGO_TARGET_DIR/torsion-replays` when `CARGO_TARGET_DIR` is
+//! set, else `target/torsion-replays`) holding the check's name, the shrunk choices and the
+//! expected trace hash.
 //!
 //! Environment overrides, as in other Rust simulation harnesses:
 //! `TORSION_SEED=S` runs that one seed; `TORSION_SEEDS=N` runs N seeds; `TORSION_JOBS=J` runs
 //! on J threads; `TORSION_CHECK_DETERMINISM=1` runs each seed twice and fails on any trace
-//! difference, naming the first differing event; `TORSION_REPLAY=FILE` replays a replay file.
+//! difference, naming the first differing event; `TORSION_REPLAY=FILE` replays a replay file in
+//! the check it names (the other checks of the test binary run their seeds as usual).
 //!
 //! Seeds run in parallel on OS threads, each with its own worlds: the runner is harness code
 //! outside the simulated path, so the no-threads rule of the simulator does not apply here.
@@ -58,8 +61,14 @@ pub struct Options {
     pub shrink: bool,
     /// At most this many runs while shrinking.
     pub shrink_budget: usize,
-    /// Where replay files go (`None`: don't write one).
+    /// Where replay files go (`None`: don't write one). By default
+    /// `$CARGO_TARGET_DIR/torsion-replays` when `CARGO_TARGET_DIR` is set, else
+    /// `target/torsion-replays` (relative paths are from the working directory: under
+    /// `cargo test`, the package's directory).
     pub replay_dir: Option<PathBuf>,
+    /// A replay file to replay (`TORSION_REPLAY`). Only the check whose name the file records
+    /// replays it, instead of running its seeds; every other check runs as usual.
+    pub replay: Option<PathBuf>,
     /// Run only shard `.0` of `.1`: the seeds whose offset from `start` is `.0` modulo `.1`.
     /// The shards `0/N .. N-1/N` together run exactly the unsharded seeds.
     pub shard: (u64, u64),
@@ -80,6 +89,7 @@ impl std::fmt::Debug for Options {
             .field("jobs", &self.jobs)
             .field("check_determinism", &self.check_determinism)
             .field("shard", &self.shard)
+            .field("replay", &self.replay)
             .finish_non_exhaustive()
     }
 }
@@ -96,7 +106,10 @@ impl Options {
             check_determinism: false,
             shrink: true,
             shrink_budget: 2_000,
-            replay_dir: Some(PathBuf::from("target/torsion-replays")),
+            replay_dir: Some(default_replay_dir()),
+            replay: std::env::var_os("TORSION_REPLAY")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
             shard: (0, 1),
             on_seed: None,
             scenario: None,
@@ -127,6 +140,15 @@ impl Options {
     }
 }
 
+/// `$CARGO_TARGET_DIR/torsion-replays` when `CARGO_TARGET_DIR` is set, else
+/// `target/torsion-replays`.
+fn default_replay_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("torsion-replays"),
+        _ => PathBuf::from("target/torsion-replays"),
+    }
+}
+
 /// A failure, reproduced and shrunk.
 #[derive(Clone, Debug)]
 pub struct Report {
@@ -136,7 +158,8 @@ pub struct Report {
     pub seed: u64,
     /// What failed.
     pub error: String,
-    /// The fault mix, in one line.
+    /// The fault mix of the run whose trace is shown (the shrunk run), in one line. In
+    /// swarm mode the mix is drawn from the choices, so shrinking also shrinks the mix.
     pub faults: String,
     /// The shrunk choice sequence.
     pub choices: Vec<u64>,
@@ -150,6 +173,9 @@ pub struct Report {
     pub trace_hash: u64,
     /// Where the replay file went.
     pub replay_file: Option<PathBuf>,
+    /// The scenario file the check comes from ([`Options::scenario`]): the report's replay
+    /// commands are then `torsion-sim` ones rather than `cargo test` ones.
+    pub scenario: Option<String>,
 }
 
 impl std::fmt::Display for Report {
@@ -164,13 +190,19 @@ impl std::fmt::Display for Report {
             self.original_len,
             self.shrink_runs
         )?;
-        writeln!(f, "  replay: TORSION_SEED={} cargo test", self.seed)?;
+        match &self.scenario {
+            None => writeln!(f, "  replay: TORSION_SEED={} cargo test", self.seed)?,
+            Some(s) => writeln!(f, "  replay: torsion-sim run {s} --seed {}", self.seed)?,
+        }
         if let Some(p) = &self.replay_file {
-            writeln!(
-                f,
-                "          TORSION_REPLAY={} cargo test  (shrunk schedule)",
-                p.display()
-            )?;
+            let p = p.display();
+            match &self.scenario {
+                None => writeln!(
+                    f,
+                    "          TORSION_REPLAY={p} cargo test  (shrunk schedule)"
+                )?,
+                Some(_) => writeln!(f, "          torsion-sim replay {p}  (shrunk schedule)")?,
+            }
         }
         writeln!(f, "shrunk trace (hash {:016x}):", self.trace_hash)?;
         f.write_str(&self.trace)
@@ -180,7 +212,8 @@ impl std::fmt::Display for Report {
 /// What a replay file holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplayFile {
-    /// The check or scenario name.
+    /// The check or scenario name ([`Options::name`]): with `TORSION_REPLAY`, only the
+    /// check of this name replays the file.
     pub name: String,
     /// The seed that failed.
     pub seed: u64,
@@ -275,8 +308,12 @@ pub fn sweep(
     builder: &(dyn Fn() -> SimBuilder + Sync),
     body: &Body<'_>,
 ) -> Summary {
-    if let Ok(path) = std::env::var("TORSION_REPLAY") {
-        return replay_env(Path::new(&path), builder, body);
+    if let Some(path) = &opts.replay {
+        match ReplayFile::load(path) {
+            Ok(file) if file.name == opts.name => return replay(opts, path, &file, builder, body),
+            Ok(_) => {}
+            Err(e) => return unreadable_replay(opts, &e),
+        }
     }
     let next = AtomicU64::new(0);
     let end = opts.start.saturating_add(opts.seeds);
@@ -358,6 +395,7 @@ pub fn sweep(
             trace: String::new(),
             trace_hash: 0,
             replay_file: None,
+            scenario: opts.scenario.clone(),
         });
         return summary;
     }
@@ -409,6 +447,7 @@ pub fn investigate(
             trace: first.trace,
             trace_hash: first.hash,
             replay_file: None,
+            scenario: opts.scenario.clone(),
         };
     };
     let original_len = first.choices.len();
@@ -431,13 +470,14 @@ pub fn investigate(
         name: opts.name.clone(),
         seed,
         error: shown.to_string(),
-        faults: first.faults,
+        faults: last.faults,
         choices,
         original_len,
         shrink_runs,
         trace: last.trace,
         trace_hash: last.hash,
         replay_file: None,
+        scenario: opts.scenario.clone(),
     };
     if let Some(dir) = &opts.replay_dir {
         let safe: String = opts
@@ -461,11 +501,14 @@ pub fn investigate(
     report
 }
 
-fn replay_env(path: &Path, builder: &(dyn Fn() -> SimBuilder + Sync), body: &Body<'_>) -> Summary {
-    let file = match ReplayFile::load(path) {
-        Ok(f) => f,
-        Err(e) => panic!("TORSION_REPLAY: {e}"),
-    };
+/// Replays `file` (the check's own replay file) instead of running seeds.
+fn replay(
+    opts: &Options,
+    path: &Path,
+    file: &ReplayFile,
+    builder: &(dyn Fn() -> SimBuilder + Sync),
+    body: &Body<'_>,
+) -> Summary {
     let make = || builder().choices(file.choices.clone()).trace(true).build();
     let out = run_once(&make, body);
     let hash = format!("{:016x}", out.hash);
@@ -492,7 +535,28 @@ fn replay_env(path: &Path, builder: &(dyn Fn() -> SimBuilder + Sync), body: &Bod
             trace: out.trace,
             trace_hash: out.hash,
             replay_file: Some(path.to_path_buf()),
+            scenario: opts.scenario.clone(),
         }),
+    }
+}
+
+/// A `TORSION_REPLAY` file that cannot be read names no check, so every check reports it.
+fn unreadable_replay(opts: &Options, error: &str) -> Summary {
+    Summary {
+        failure: Some(Report {
+            name: opts.name.clone(),
+            seed: 0,
+            error: format!("TORSION_REPLAY: {error}"),
+            faults: String::new(),
+            choices: Vec::new(),
+            original_len: 0,
+            shrink_runs: 0,
+            trace: String::new(),
+            trace_hash: 0,
+            replay_file: None,
+            scenario: opts.scenario.clone(),
+        }),
+        ..Summary::default()
     }
 }
 
@@ -518,6 +582,7 @@ pub fn check_with(
 mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
+    use std::time::Duration;
 
     use torsion::protocol::{factory_fn, Protocol, Transport};
     use torsion::reactor::ReactorTcpExt;
@@ -582,6 +647,7 @@ mod tests {
         o.start = 0;
         o.jobs = 1;
         o.replay_dir = None;
+        o.replay = None;
         o
     }
 
@@ -648,6 +714,159 @@ mod tests {
             "{}",
             report.error
         );
+    }
+
+    #[test]
+    fn swarm_report_describes_the_faults_of_the_shrunk_run() {
+        // Fails whenever the drawn mix resets segments; every other fault is noise the
+        // shrinker removes, so the shrunk run's mix differs from the seed's.
+        let body = |sim: &Sim| {
+            sim.host("a");
+            sim.host("b");
+            sim.run_until_idle();
+            assert!(sim.faults().reset_ppm == 0, "resets are on");
+        };
+        let builder = || Sim::builder().swarm(2, Duration::from_secs(1));
+        let mut o = opts("swarm faults");
+        o.seeds = 200;
+        let report = sweep(&o, &builder, &body)
+            .failure
+            .expect("some seed draws resets");
+        let seed_mix = run_once(&|| builder().seed(report.seed).build(), &body).faults;
+        let shrunk = || builder().choices(report.choices.clone()).build();
+        let shrunk_mix = run_once(&shrunk, &body).faults;
+        assert_ne!(
+            seed_mix, shrunk_mix,
+            "the seed's mix is not already minimal"
+        );
+        assert!(shrunk_mix.starts_with("reset "), "{shrunk_mix}");
+        assert_eq!(report.faults, shrunk_mix, "{report}");
+    }
+
+    /// Records whether the connection ended cleanly.
+    struct Sink {
+        clean: Rc<RefCell<Option<bool>>>,
+    }
+    impl Protocol for Sink {
+        fn data_received(&mut self, _d: &[u8]) {}
+        fn connection_lost(&mut self, reason: torsion::defer::Failure) {
+            *self.clean.borrow_mut() = Some(reason.is::<torsion::error::ConnectionDone>());
+        }
+    }
+
+    /// Fails when a reset fault cuts the connection.
+    fn reset_body(sim: &Sim) {
+        let clean = Rc::new(RefCell::new(None));
+        let c = clean.clone();
+        sim.host("server")
+            .listen_tcp(
+                8000,
+                factory_fn(move |_| Some(Box::new(Sink { clean: c.clone() }) as _)),
+            )
+            .unwrap();
+        let client = sim.host("client");
+        client.connect_tcp("server", 8000, factory_fn(|_| Some(Box::new(Sender) as _)));
+        sim.run_until_idle();
+        assert_eq!(
+            *clean.borrow(),
+            Some(true),
+            "the connection was not closed cleanly"
+        );
+    }
+
+    #[test]
+    fn a_fault_draw_near_a_million_shrinks_in_under_100_runs() {
+        // A reset fires on a segment when its draw out of a million is at least 980,000.
+        let builder = || {
+            Sim::builder().faults(crate::Faults {
+                reset_ppm: 20_000,
+                ..crate::Faults::none()
+            })
+        };
+        let mut o = opts("reset draw");
+        o.seeds = 500;
+        let report = sweep(&o, &builder, &reset_body)
+            .failure
+            .expect("a reset within 500 seeds");
+        assert!(report.error.contains("not closed cleanly"), "{report}");
+        assert!(report.shrink_runs < 100, "{report}");
+        // The smallest draw that still fires the reset.
+        assert!(
+            report.choices.contains(&980_000),
+            "{report}\n{:?}",
+            report.choices
+        );
+    }
+
+    #[test]
+    fn a_replay_file_replays_only_in_the_check_it_names() {
+        let dir = std::env::temp_dir().join(format!("torsion-replay-name-{}", std::process::id()));
+        let mut o = opts("naive lines");
+        o.replay_dir = Some(dir.clone());
+        let report = sweep(&o, &Sim::builder, &naive_body).failure.unwrap();
+        let path = report
+            .replay_file
+            .clone()
+            .expect("a replay file is written");
+        assert_eq!(ReplayFile::load(&path).unwrap().name, "naive lines");
+
+        // Another check runs its own seeds, untouched by the file.
+        let mut other = opts("trivial");
+        other.replay = Some(path.clone());
+        let passing = |sim: &Sim| {
+            sim.host("a").log("hello");
+            sim.run_until_idle();
+        };
+        let summary = sweep(&other, &Sim::builder, &passing);
+        assert!(summary.failure.is_none(), "{}", summary.failure.unwrap());
+        assert_eq!(summary.seeds, 100);
+
+        // The named check replays the shrunk schedule: one run, the same trace.
+        let mut named = opts("naive lines");
+        named.replay = Some(path.clone());
+        let summary = sweep(&named, &Sim::builder, &naive_body);
+        assert_eq!(summary.seeds, 1);
+        let replayed = summary.failure.expect("the replay fails the same way");
+        assert_eq!(replayed.trace_hash, report.trace_hash);
+        assert_eq!(replayed.error, report.error);
+        assert_eq!(replayed.shrink_runs, 0);
+        let hint = format!("TORSION_REPLAY={} cargo test", path.display());
+        assert!(replayed.to_string().contains(&hint), "{replayed}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unreadable_replay_file_fails_the_check_naming_the_file() {
+        let mut o = opts("trivial");
+        o.replay = Some(PathBuf::from("no/such/replay.toml"));
+        let body = |sim: &Sim| {
+            sim.run_until_idle();
+        };
+        let report = sweep(&o, &Sim::builder, &body).failure.unwrap();
+        assert!(report.error.starts_with("TORSION_REPLAY: "), "{report}");
+        assert!(report.error.contains("no/such/replay.toml"), "{report}");
+    }
+
+    #[test]
+    fn a_scenario_report_names_the_command_line_replays() {
+        let mut o = opts("naive lines");
+        o.scenario = Some("scenarios/naive_lines.toml".into());
+        let dir = std::env::temp_dir().join(format!("torsion-replay-cli-{}", std::process::id()));
+        o.replay_dir = Some(dir.clone());
+        let report = sweep(&o, &Sim::builder, &naive_body).failure.unwrap();
+        let text = report.to_string();
+        let run = format!(
+            "replay: torsion-sim run scenarios/naive_lines.toml --seed {}",
+            report.seed
+        );
+        assert!(text.contains(&run), "{text}");
+        let file = report.replay_file.as_ref().unwrap().display().to_string();
+        assert!(
+            text.contains(&format!("torsion-sim replay {file}")),
+            "{text}"
+        );
+        assert!(!text.contains("cargo test"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! 1. cut the tail (halving, then smaller cuts);
 //! 2. delete runs of choices in the middle (long runs first);
 //! 3. zero runs of choices;
-//! 4. shrink single choices (to 0, then by halving, then by one).
+//! 4. shrink single choices: to 0, else by binary search between the largest value known to
+//!    pass and the smallest known to fail (about 20 runs for a value near 10^6, where moving
+//!    one unit at a time could take a million).
 //!
 //! Each candidate is judged by running it; the sequence a passing candidate actually
 //! consumed (its recording) replaces the current one, so unused choices fall away.
@@ -82,22 +84,38 @@ pub fn shrink(
                 size /= 2;
             }
         }
-        // 4. Shrink single values.
+        // 4. Shrink single values: 0, else bisect between the largest value known to pass
+        //    and the smallest known to fail.
         for i in 0..best.len() {
-            for attempt in 0..3 {
-                let Some(&v) = best.get(i) else { break };
-                if v == 0 {
-                    break;
-                }
-                let smaller_v = match attempt {
-                    0 => 0,
-                    1 => v / 2,
-                    _ => v - 1,
-                };
+            let Some(&v) = best.get(i) else { break };
+            if v == 0 {
+                continue;
+            }
+            let mut cand = best.clone();
+            cand[i] = 0;
+            if try_candidate(&mut best, cand, &mut runs) {
+                continue;
+            }
+            // A value already at its smallest (as after an earlier round) costs one run.
+            let mut cand = best.clone();
+            cand[i] = v - 1;
+            if v > 1 && !try_candidate(&mut best, cand, &mut runs) {
+                continue;
+            }
+            let (mut passes, mut fails) = (0u64, best.get(i).copied().unwrap_or(0).min(v));
+            while fails.saturating_sub(passes) > 1 && runs < budget {
+                let mid = passes + (fails - passes) / 2;
                 let mut cand = best.clone();
-                cand[i] = smaller_v;
-                if try_candidate(&mut best, cand, &mut runs) {
-                    break;
+                cand[i] = mid;
+                if !try_candidate(&mut best, cand, &mut runs) {
+                    passes = mid;
+                    continue;
+                }
+                // The recording may differ from the candidate (values wrap to their range,
+                // unused choices fall away): go on from what it holds now.
+                match best.get(i) {
+                    Some(&now) if now < fails => fails = now,
+                    _ => break,
                 }
             }
         }
@@ -145,6 +163,38 @@ mod tests {
     fn respects_the_budget() {
         let (_best, runs) = shrink(vec![50; 100], 7, judge);
         assert!(runs <= 7);
+    }
+
+    /// A fault that fires when its draw out of a million is at least 983,346 (a 16,654 ppm
+    /// rate): the failing run drew 983,484.
+    fn fault_fires(c: &[u64]) -> Attempt {
+        let draw = c.first().copied().unwrap_or(0);
+        Attempt {
+            fails: draw >= 983_346,
+            consumed: c.iter().copied().take(1).collect(),
+        }
+    }
+
+    #[test]
+    fn a_large_value_shrinks_by_bisection() {
+        let (best, runs) = shrink(vec![983_484], 2_000, fault_fires);
+        assert_eq!(best, vec![983_346]);
+        assert!(runs < 100, "{runs} runs");
+    }
+
+    #[test]
+    fn bisection_finds_the_smallest_failing_value_of_each_position() {
+        // Fails when the second draw is at least 700,000 and the fourth at least 12.
+        let judge = |c: &[u64]| {
+            let at = |i: usize| c.get(i).copied().unwrap_or(0);
+            Attempt {
+                fails: at(1) >= 700_000 && at(3) >= 12,
+                consumed: c.iter().copied().take(4).collect(),
+            }
+        };
+        let (best, runs) = shrink(vec![5, 999_999, 77, 1 << 40], 2_000, judge);
+        assert_eq!(best, vec![0, 700_000, 0, 12]);
+        assert!(runs < 200, "{runs} runs");
     }
 
     #[test]
