@@ -395,3 +395,26 @@ fn a_full_range_draw_does_not_overflow() {
     let _ = d.range(0, u64::MAX);
     assert_eq!(d.range(u64::MAX, u64::MAX), u64::MAX);
 }
+
+#[test]
+fn a_host_timer_past_the_clock_range_runs_at_the_end_of_time() {
+    for seed in 0..4 {
+        let sim = Sim::builder()
+            .seed(seed)
+            .faults(Faults {
+                drift_ppm_max: 1_000_000,
+                ..Faults::default()
+            })
+            .max_time(Duration::MAX)
+            .build();
+        let h = sim.host("h");
+        let ran = Rc::new(Cell::new(false));
+        let r = ran.clone();
+        h.call_later(Duration::MAX, move || r.set(true));
+        assert_eq!(sim.run_for(Duration::from_secs(3600)), Stop::TimeReached);
+        assert!(!ran.get(), "seed {seed}: not within the hour");
+        assert_eq!(sim.run_until_idle(), Stop::Idle);
+        assert!(ran.get(), "seed {seed}: at the end of time");
+        assert!(sim.errors().is_empty(), "{:?}", sim.errors());
+    }
+}
