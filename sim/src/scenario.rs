@@ -67,8 +67,8 @@ pub mod limits {
     /// One message, in bytes (`min_size`, `max_size`): 64 MiB.
     pub const MAX_MESSAGE_SIZE: u64 = 64 << 20;
     /// Messages (or kv rounds) over all clients: `clients × messages` and
-    /// `clients × rounds`.
-    pub const MAX_TOTAL_MESSAGES: u64 = 10_000_000;
+    /// `clients × rounds` (10,000 clients of 100 messages each, say).
+    pub const MAX_TOTAL_MESSAGES: u64 = 1_000_000;
     /// Bytes the echo clients hold over all clients, `clients × messages × max_size`: 1 GiB.
     pub const MAX_WORKLOAD_BYTES: u64 = 1 << 30;
     /// A rate in millionths (`*_ppm` fields): one million is "always".
@@ -877,8 +877,6 @@ mod tests {
         let ppm = MAX_PPM;
         for (table, key, max) in [
             ("topology", "servers", MAX_SERVERS),
-            ("workload", "messages", MAX_MESSAGES),
-            ("workload", "rounds", MAX_ROUNDS),
             ("workload", "min_size", DEFAULT_MAX_SIZE),
             ("workload", "interval_ms", y),
             ("workload", "timeout_ms", y),
@@ -903,9 +901,22 @@ mod tests {
         }
         // One client, so that the per-client bounds are the binding ones.
         let one = GOOD.replace("clients = 3", "clients = 1");
-        let max = MAX_WORKLOAD_BYTES / 100;
-        parse(&format!("{one}[workload]\nmax_size = {max}\n"))
-            .unwrap_or_else(|e| panic!("max_size = {max} is allowed: {e}"));
+        for (key, max) in [
+            ("messages", MAX_MESSAGES),
+            ("rounds", MAX_ROUNDS),
+            ("max_size", MAX_WORKLOAD_BYTES / 100),
+        ] {
+            // Small messages, so that the bytes bound does not bind first.
+            let small = if key == "max_size" {
+                ""
+            } else {
+                "max_size = 1\n"
+            };
+            parse(&format!("{one}[workload]\n{key} = {max}\n{small}"))
+                .unwrap_or_else(|e| panic!("{key} = {max} is allowed: {e}"));
+            let e = parse(&format!("{one}[workload]\n{key} = {}\n", max + 1)).unwrap_err();
+            assert!(e.message.starts_with(&format!("field `{key}`")), "{e}");
+        }
         // Messages over all clients.
         let e = parse(&format!(
             "{}[workload]\nmessages = {MAX_MESSAGES}\nmax_size = 1\n",
@@ -914,6 +925,16 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.line, 9, "{e}");
         assert!(e.message.contains("times 11 clients is 11000000"), "{e}");
+        let e = parse(&format!(
+            "{}[workload]\nrounds = 500000\n",
+            GOOD.replace("\"echo\"", "\"kv\"")
+        ))
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("field `rounds`: 500000 per client times 3"),
+            "{e}"
+        );
         let e = parse(&format!(
             "{one}[workload]\nmax_size = {}\n",
             MAX_MESSAGE_SIZE + 1
