@@ -110,7 +110,8 @@ impl Decisions {
         if hi <= lo {
             return lo;
         }
-        lo + self.choose(hi - lo + 1)
+        // The whole u64 range has 2^64 values, one more than `choose` can take.
+        lo + self.choose((hi - lo).saturating_add(1))
     }
 }
 

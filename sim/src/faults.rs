@@ -92,7 +92,7 @@ impl Faults {
             drift_ppm_max: [0, 100, 1_000][d.choose(3) as usize],
             ..Faults::default()
         };
-        let horizon_ms = horizon.as_millis().max(1) as u64;
+        let horizon_ms = u64::try_from(horizon.as_millis()).map_or(u64::MAX, |ms| ms.max(1));
         if hosts >= 2 {
             for _ in 0..d.choose(4) {
                 let a = d.choose(hosts as u64) as usize;

@@ -26,7 +26,9 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use torsion_sim::check::{investigate, run_once, sweep, Options, ReplayFile, Summary};
+use torsion_sim::check::{
+    investigate, run_once, sweep, Body, Options, Outcome, ReplayFile, Report, Summary,
+};
 use torsion_sim::scenario::{Expect, Scenario};
 use torsion_sim::workload;
 
@@ -77,9 +79,46 @@ enum Command {
     },
 }
 
+/// Failing seeds panic inside the harness, which catches them and reports the seed (the
+/// error, the faults, the replay command, the shrunk trace); the default hook would also
+/// print each panic with a backtrace as it happens. This one keeps quiet, remembering the
+/// last panic's location in case one escapes the harness (a bug in the simulator itself).
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        if let Some(at) = info.location() {
+            *last_panic().lock().unwrap_or_else(|e| e.into_inner()) = Some(at.to_string());
+        }
+    }));
+}
+
+fn last_panic() -> &'static std::sync::Mutex<Option<String>> {
+    static LAST: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    &LAST
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    quiet_panics();
+    let result = std::panic::catch_unwind(|| dispatch(cli)).unwrap_or_else(|payload| {
+        let message = torsion::error::Panicked::from_payload(payload).message;
+        let at = last_panic()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default();
+        Err(format!("internal error at {at}: {message}"))
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("torsion-sim: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
         Command::List { paths } => list(&paths),
         Command::Explore(args) => explore(args),
         Command::Run {
@@ -90,13 +129,6 @@ fn main() -> ExitCode {
         } => run(&scenario, seed, trace, trace_out.as_deref()),
         Command::Replay { file } => replay(&file),
         Command::Shrink { file } => shrink(&file),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("torsion-sim: {e}");
-            ExitCode::from(2)
-        }
     }
 }
 
@@ -216,9 +248,6 @@ fn now() -> std::time::Instant {
 }
 
 fn explore(args: ExploreArgs) -> Result<ExitCode, String> {
-    // Failing seeds panic inside the harness, which catches and reports them (the table, the
-    // report, the replay file); the default hook would also print each one as it happens.
-    std::panic::set_hook(Box::new(|_| {}));
     let scenarios = Scenario::load_all(&args.paths).map_err(|e| e.to_string())?;
     if scenarios.is_empty() {
         return Err("no scenarios found".into());
@@ -420,7 +449,9 @@ fn junit(rows: &[Row]) -> String {
 /// A scenario by path, or by name under `scenarios/`.
 fn find_scenario(arg: &str) -> Result<Scenario, String> {
     let p = Path::new(arg);
-    if p.exists() {
+    // A path (an existing file, or anything that looks like one) is loaded as given, so a
+    // missing file is reported as such rather than looked up by name.
+    if p.exists() || arg.ends_with(".toml") || arg.contains(std::path::MAIN_SEPARATOR) {
         return Scenario::load(p).map_err(|e| e.to_string());
     }
     let all = Scenario::load_all(&[PathBuf::from("scenarios")]).map_err(|e| e.to_string())?;
@@ -429,11 +460,25 @@ fn find_scenario(arg: &str) -> Result<Scenario, String> {
         .ok_or_else(|| format!("no scenario file or name {arg:?}"))
 }
 
+/// Options for investigating one seed of `s` from the command line: its name, its file
+/// in the replay file, the default replay directory.
+fn options_for(s: &Scenario) -> Options {
+    let mut opts = Options::new(&s.name);
+    opts.scenario = Some(s.path.display().to_string());
+    opts
+}
+
+/// Runs one seed of `s`. The full trace costs memory and time: it is kept only when asked
+/// for (a failure is re-run with it for the report).
+fn run_seed(s: &Scenario, body: &Body<'_>, seed: u64, keep_trace: bool) -> Outcome {
+    let make = || s.builder().seed(seed).trace(keep_trace).build();
+    run_once(&make, body)
+}
+
 fn run(arg: &str, seed: u64, trace: bool, trace_out: Option<&Path>) -> Result<ExitCode, String> {
     let s = find_scenario(arg)?;
     let body = workload::body(&s);
-    let make = || s.builder().seed(seed).trace(true).build();
-    let out = run_once(&make, &*body);
+    let out = run_seed(&s, &*body, seed, trace || trace_out.is_some());
     if trace {
         print!("{}", out.trace);
     }
@@ -451,7 +496,10 @@ fn run(arg: &str, seed: u64, trace: bool, trace_out: Option<&Path>) -> Result<Ex
             Ok(ExitCode::SUCCESS)
         }
         Some(e) => {
-            println!("FAILED: {e}");
+            println!("FAILED: {e}\n");
+            let builder = || s.builder();
+            let report = investigate(&options_for(&s), seed, &builder, &*body);
+            println!("{report}");
             Ok(ExitCode::FAILURE)
         }
     }
@@ -474,13 +522,30 @@ fn replay(file: &Path) -> Result<ExitCode, String> {
     let body = workload::body(&s);
     let make = || s.builder().choices(r.choices.clone()).trace(true).build();
     let out = run_once(&make, &*body);
-    print!("{}", out.trace);
     let hash = format!("{:016x}", out.hash);
-    let _ = std::io::stdout().flush();
     match &out.error {
-        Some(e) => println!("error: {e}"),
-        None => println!("no error"),
+        Some(e) => {
+            let report = Report {
+                name: r.name.clone(),
+                seed: r.seed,
+                error: e.to_string(),
+                faults: out.faults.clone(),
+                choices: r.choices.clone(),
+                original_len: r.choices.len(),
+                shrink_runs: 0,
+                trace: out.trace.clone(),
+                trace_hash: out.hash,
+                replay_file: Some(file.to_path_buf()),
+                scenario: r.scenario.clone(),
+            };
+            println!("{report}");
+        }
+        None => {
+            print!("{}", out.trace);
+            println!("no error");
+        }
     }
+    let _ = std::io::stdout().flush();
     if hash == r.trace_hash {
         println!("trace hash {hash} matches the replay file");
         Ok(ExitCode::SUCCESS)
@@ -496,10 +561,27 @@ fn replay(file: &Path) -> Result<ExitCode, String> {
 fn shrink(file: &Path) -> Result<ExitCode, String> {
     let (r, s) = load_replay(file)?;
     let body = workload::body(&s);
-    let mut opts = Options::new(&s.name);
-    opts.scenario = Some(s.path.display().to_string());
     let builder = || s.builder();
-    let report = investigate(&opts, r.seed, &builder, &*body);
+    let report = investigate(&options_for(&s), r.seed, &builder, &*body);
     println!("{report}");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_keeps_the_full_trace_only_when_asked() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/naive_lines.toml");
+        let s = Scenario::load(&path).unwrap();
+        let body = workload::body(&s);
+        let quiet = run_seed(&s, &*body, 3, false);
+        let full = run_seed(&s, &*body, 3, true);
+        assert!(quiet.trace.is_empty(), "{}", quiet.trace);
+        assert!(full.trace.contains("listen :7"), "{}", full.trace);
+        assert_eq!(quiet.hash, full.hash);
+        assert_eq!(quiet.steps, full.steps);
+        assert!(quiet.error.is_some() && full.error.is_some());
+    }
 }

@@ -25,7 +25,9 @@
 //! ```
 //!
 //! Every error names the file, the line and the field: a malformed file, an unknown field,
-//! a value of the wrong type, an unknown app, a host name no topology has.
+//! a missing field, a value of the wrong type, a value out of its bounds (see [`limits`]),
+//! an unknown app, a host name no topology has. A file that parses runs: no value in it can
+//! overflow the simulator's clock or exhaust memory while the workload is built.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,6 +39,45 @@ use crate::world::SimBuilder;
 
 /// The apps a scenario can run.
 pub const APPS: [&str; 6] = ["echo", "chat", "kv", "poetry", "heartbeat", "lines"];
+
+/// The echo workload's largest message when `max_size` is not given, in bytes.
+pub const DEFAULT_MAX_SIZE: u64 = 64;
+
+/// The bounds every numeric field of a scenario is checked against when the file is parsed.
+///
+/// They are far above what a useful scenario needs and far below what would overflow the
+/// simulator's clock (`u64` nanoseconds, about 584 years) or exhaust memory while the
+/// workload is built; a value outside them is an error naming the file, line and field.
+pub mod limits {
+    /// Simulated time in a scenario: one year, in milliseconds (`*_ms` fields: intervals,
+    /// timeouts, latencies, fault times and lengths, the swarm horizon, spikes).
+    pub const MAX_TIME_MS: u64 = 365 * 24 * 3600 * 1000;
+    /// One year, in seconds (`*_s` fields: `deadline_s`, `sim_time_s`).
+    pub const MAX_TIME_S: u64 = 365 * 24 * 3600;
+    /// Seeds a scenario asks for by default (`seeds`): a billion.
+    pub const MAX_SEEDS: u64 = 1_000_000_000;
+    /// Server hosts (`servers`).
+    pub const MAX_SERVERS: u64 = 1_000;
+    /// Client hosts (`clients`).
+    pub const MAX_CLIENTS: u64 = 100_000;
+    /// Messages, lines or heartbeats per client (`messages`).
+    pub const MAX_MESSAGES: u64 = 1_000_000;
+    /// kv write rounds per client (`rounds`).
+    pub const MAX_ROUNDS: u64 = 1_000_000;
+    /// One message, in bytes (`min_size`, `max_size`): 64 MiB.
+    pub const MAX_MESSAGE_SIZE: u64 = 64 << 20;
+    /// Messages (or kv rounds) over all clients: `clients × messages` and
+    /// `clients × rounds` (10,000 clients of 100 messages each, say).
+    pub const MAX_TOTAL_MESSAGES: u64 = 1_000_000;
+    /// Bytes the echo clients hold over all clients, `clients × messages × max_size`: 1 GiB.
+    pub const MAX_WORKLOAD_BYTES: u64 = 1 << 30;
+    /// A rate in millionths (`*_ppm` fields): one million is "always".
+    pub const MAX_PPM: u64 = 1_000_000;
+    /// Scheduled partitions, and scheduled crashes, each.
+    pub const MAX_RULES: usize = 10_000;
+    /// The step budget (`max_steps`).
+    pub const MAX_STEPS: u64 = 1_000_000_000_000;
+}
 
 /// What the sweep should find.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -104,8 +145,8 @@ pub struct Workload {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
-    /// One-way latency range, in milliseconds.
-    pub latency_ms: Option<[u64; 2]>,
+    /// One-way latency range, in milliseconds: `[min, max]`.
+    pub latency_ms: Option<Vec<u64>>,
     /// Whether writes may be split into several segments.
     pub fragment: Option<bool>,
 }
@@ -297,6 +338,279 @@ fn line_of(text: &str, table: Option<&str>, key: &str) -> usize {
     header_line.unwrap_or(1)
 }
 
+/// `missing field `x``, toml's message for an absent required field: `x`.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")?
+        .split('`')
+        .next()
+        .filter(|f| !f.is_empty())
+}
+
+/// The line of the `index`-th `[[table]]` entry's `key` (or of that entry's header), else
+/// of the array's key in its parent table (an inline array), else 1.
+fn line_of_entry(text: &str, table: &str, index: usize, key: &str) -> usize {
+    let header = format!("[[{table}]]");
+    let mut seen = 0;
+    let mut inside = false;
+    let mut header_line = None;
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            inside = t.replace(' ', "") == header && {
+                seen += 1;
+                seen == index + 1
+            };
+            if inside {
+                header_line = Some(i + 1);
+            }
+            continue;
+        }
+        if inside {
+            if let Some((k, _)) = t.split_once('=') {
+                if k.trim() == key {
+                    return i + 1;
+                }
+            }
+        }
+    }
+    header_line.unwrap_or_else(|| {
+        let (parent, array) = table.rsplit_once('.').unwrap_or(("", table));
+        line_of(text, (!parent.is_empty()).then_some(parent), array)
+    })
+}
+
+/// Checks `value <= max`, naming the field.
+fn at_most(field: &str, value: u64, max: u64, unit: &str) -> Result<(), String> {
+    if value > max {
+        Err(format!(
+            "field `{field}`: {value} is above the largest allowed, {max}{unit}"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+impl Scenario {
+    /// Checks every value against [`limits`] and the others; an error is (line, message).
+    fn validate(&self, text: &str) -> Result<(), (usize, String)> {
+        use limits::*;
+        let top = |key: &str| line_of(text, None, key);
+        let within = |table: &'static str| move |key: &str| line_of(text, Some(table), key);
+        let check = |line: usize, r: Result<(), String>| r.map_err(|m| (line, m));
+        let ms = " (one year)";
+
+        if !APPS.contains(&self.app.as_str()) {
+            return Err((
+                top("app"),
+                format!(
+                    "field `app`: unknown app {:?} (known: {})",
+                    self.app,
+                    APPS.join(", ")
+                ),
+            ));
+        }
+        if self.seeds == 0 {
+            return Err((top("seeds"), "field `seeds`: must be at least 1".into()));
+        }
+        check(top("seeds"), at_most("seeds", self.seeds, MAX_SEEDS, ""))?;
+
+        let topo = within("topology");
+        let t = &self.topology;
+        if t.servers == 0 {
+            return Err((
+                topo("servers"),
+                "field `servers`: must be at least 1".into(),
+            ));
+        }
+        check(
+            topo("servers"),
+            at_most("servers", t.servers.into(), MAX_SERVERS, ""),
+        )?;
+        if t.clients == 0 {
+            return Err((
+                topo("clients"),
+                format!(
+                    "field `clients`: app `{}` needs at least one client",
+                    self.app
+                ),
+            ));
+        }
+        check(
+            topo("clients"),
+            at_most("clients", t.clients.into(), MAX_CLIENTS, ""),
+        )?;
+
+        let work = within("workload");
+        let w = &self.workload;
+        let clients = u64::from(t.clients);
+        for (field, value, max, unit) in [
+            ("messages", w.messages, MAX_MESSAGES, ""),
+            ("rounds", w.rounds, MAX_ROUNDS, ""),
+            ("min_size", w.min_size, MAX_MESSAGE_SIZE, " bytes (64 MiB)"),
+            ("max_size", w.max_size, MAX_MESSAGE_SIZE, " bytes (64 MiB)"),
+            ("interval_ms", w.interval_ms, MAX_TIME_MS, ms),
+            ("timeout_ms", w.timeout_ms, MAX_TIME_MS, ms),
+            ("deadline_s", w.deadline_s, MAX_TIME_S, ms),
+        ] {
+            if let Some(v) = value {
+                check(work(field), at_most(field, v, max, unit))?;
+            }
+        }
+        if w.max_size == Some(0) {
+            return Err((
+                work("max_size"),
+                "field `max_size`: must be at least 1".into(),
+            ));
+        }
+        if let Some(lo) = w.min_size {
+            let hi = w.max_size.unwrap_or(DEFAULT_MAX_SIZE);
+            if lo > hi {
+                let (field, default) = match w.max_size {
+                    Some(_) => ("max_size", ""),
+                    None => ("min_size", " (the default)"),
+                };
+                return Err((
+                    work(field),
+                    format!("field `{field}`: min_size {lo} is above max_size {hi}{default}"),
+                ));
+            }
+        }
+        for (field, per_client) in [("messages", w.messages), ("rounds", w.rounds)] {
+            let total = per_client.unwrap_or(0).saturating_mul(clients);
+            if total > MAX_TOTAL_MESSAGES {
+                return Err((
+                    work(field),
+                    format!(
+                        "field `{field}`: {} per client times {clients} clients is {total}, \
+                         above the largest total allowed, {MAX_TOTAL_MESSAGES}",
+                        per_client.unwrap_or(0)
+                    ),
+                ));
+            }
+        }
+        if self.app == "echo" {
+            let size = w.max_size.unwrap_or(DEFAULT_MAX_SIZE);
+            let bytes = w
+                .messages
+                .unwrap_or(100)
+                .saturating_mul(clients)
+                .saturating_mul(size);
+            if bytes > MAX_WORKLOAD_BYTES {
+                return Err((
+                    work("max_size").max(work("messages")),
+                    format!(
+                        "field `max_size`: clients × messages × max_size is {bytes} bytes, \
+                         above the largest allowed, {MAX_WORKLOAD_BYTES} (1 GiB)"
+                    ),
+                ));
+            }
+        }
+
+        let net = within("network");
+        if let Some(range) = &self.network.latency_ms {
+            let [lo, hi] = range[..] else {
+                return Err((
+                    net("latency_ms"),
+                    format!(
+                        "field `latency_ms`: expected two values, [min, max], found {}",
+                        range.len()
+                    ),
+                ));
+            };
+            check(
+                net("latency_ms"),
+                at_most("latency_ms", hi, MAX_TIME_MS, ms),
+            )?;
+            if lo > hi {
+                return Err((
+                    net("latency_ms"),
+                    format!("field `latency_ms`: minimum {lo} exceeds maximum {hi}"),
+                ));
+            }
+        }
+
+        let fl = within("faults");
+        let f = &self.faults;
+        for (field, v) in [
+            ("reset_ppm", f.reset_ppm),
+            ("refuse_ppm", f.refuse_ppm),
+            ("spike_ppm", f.spike_ppm),
+            ("drift_ppm_max", f.drift_ppm_max),
+            ("udp_loss_ppm", f.udp_loss_ppm),
+            ("udp_dup_ppm", f.udp_dup_ppm),
+            ("udp_reorder_ppm", f.udp_reorder_ppm),
+        ] {
+            check(
+                fl(field),
+                at_most(field, v.into(), MAX_PPM, " (one million is always)"),
+            )?;
+        }
+        check(
+            fl("spike_ms"),
+            at_most("spike_ms", f.spike_ms, MAX_TIME_MS, ms),
+        )?;
+        if let Some(h) = f.horizon_ms {
+            check(fl("horizon_ms"), at_most("horizon_ms", h, MAX_TIME_MS, ms))?;
+        }
+        for (what, n) in [
+            ("partitions", f.partitions.len()),
+            ("crashes", f.crashes.len()),
+        ] {
+            if n > MAX_RULES {
+                return Err((
+                    fl(what).max(line_of_entry(text, &format!("faults.{what}"), 0, "")),
+                    format!("field `{what}`: {n} rules, above the largest allowed, {MAX_RULES}"),
+                ));
+            }
+        }
+        for (i, p) in f.partitions.iter().enumerate() {
+            let line = |key: &str| line_of_entry(text, "faults.partitions", i, key);
+            for (field, v) in [("at_ms", p.at_ms), ("duration_ms", p.duration_ms)] {
+                at_most(field, v, MAX_TIME_MS, ms)
+                    .map_err(|m| (line(field), format!("partition {i}: {m}")))?;
+            }
+            for (field, name) in [("a", &p.a), ("b", &p.b)] {
+                if self.host_index(name).is_none() {
+                    return Err((
+                        line(field),
+                        format!(
+                            "field `{field}` of partition {i}: no host {name:?} in the topology"
+                        ),
+                    ));
+                }
+            }
+        }
+        for (i, c) in f.crashes.iter().enumerate() {
+            let line = |key: &str| line_of_entry(text, "faults.crashes", i, key);
+            at_most("at_ms", c.at_ms, MAX_TIME_MS, ms)
+                .map_err(|m| (line("at_ms"), format!("crash {i}: {m}")))?;
+            if let Some(r) = c.restart_after_ms {
+                at_most("restart_after_ms", r, MAX_TIME_MS, ms)
+                    .map_err(|m| (line("restart_after_ms"), format!("crash {i}: {m}")))?;
+            }
+            if self.host_index(&c.host).is_none() {
+                return Err((
+                    line("host"),
+                    format!(
+                        "field `host` of crash {i}: no host {:?} in the topology",
+                        c.host
+                    ),
+                ));
+            }
+        }
+
+        let lim = within("limits");
+        if let Some(v) = self.limits.sim_time_s {
+            check(lim("sim_time_s"), at_most("sim_time_s", v, MAX_TIME_S, ms))?;
+        }
+        if let Some(v) = self.limits.max_steps {
+            check(lim("max_steps"), at_most("max_steps", v, MAX_STEPS, ""))?;
+        }
+        Ok(())
+    }
+}
+
 impl Scenario {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
@@ -318,84 +632,23 @@ impl Scenario {
         let mut s: Scenario = toml::from_str(text).map_err(|e| {
             let line = e.span().map_or(1, |r| line_at(text, r.start));
             let message = e.message().trim().to_string();
-            let message = match key_on_line(text, line) {
-                Some(key) if !message.contains(&format!("`{key}`")) => {
-                    format!("field `{key}`: {message}")
+            let message = if let Some(field) = missing_field(&message) {
+                // The span of a missing field is its whole table: name the field, not
+                // whatever key happens to sit on the table's first line.
+                format!("field `{field}` is missing")
+            } else {
+                match key_on_line(text, line) {
+                    Some(key) if !message.contains(&format!("`{key}`")) => {
+                        format!("field `{key}`: {message}")
+                    }
+                    _ => message,
                 }
-                _ => message,
             };
             err(line, message)
         })?;
         s.path = path.to_path_buf();
-        if !APPS.contains(&s.app.as_str()) {
-            return Err(err(
-                line_of(text, None, "app"),
-                format!(
-                    "field `app`: unknown app {:?} (known: {})",
-                    s.app,
-                    APPS.join(", ")
-                ),
-            ));
-        }
-        if s.seeds == 0 {
-            return Err(err(
-                line_of(text, None, "seeds"),
-                "field `seeds`: must be at least 1".into(),
-            ));
-        }
-        if s.topology.servers == 0 {
-            return Err(err(
-                line_of(text, Some("topology"), "servers"),
-                "field `servers`: must be at least 1".into(),
-            ));
-        }
-        if let Some([lo, hi]) = s.network.latency_ms {
-            if lo > hi {
-                return Err(err(
-                    line_of(text, Some("network"), "latency_ms"),
-                    format!("field `latency_ms`: minimum {lo} exceeds maximum {hi}"),
-                ));
-            }
-        }
-        if let (Some(lo), Some(hi)) = (s.workload.min_size, s.workload.max_size) {
-            if lo > hi || hi == 0 {
-                return Err(err(
-                    line_of(text, Some("workload"), "max_size"),
-                    format!("field `max_size`: {hi} is below min_size {lo} (or zero)"),
-                ));
-            }
-        }
-        for (i, p) in s.faults.partitions.iter().enumerate() {
-            for (field, name) in [("a", &p.a), ("b", &p.b)] {
-                if s.host_index(name).is_none() {
-                    return Err(err(
-                        line_of(text, Some("faults.partitions"), field).max(line_of(
-                            text,
-                            Some("faults"),
-                            "partitions",
-                        )),
-                        format!(
-                            "field `{field}` of partition {i}: no host {name:?} in the topology"
-                        ),
-                    ));
-                }
-            }
-        }
-        for (i, c) in s.faults.crashes.iter().enumerate() {
-            if s.host_index(&c.host).is_none() {
-                return Err(err(
-                    line_of(text, Some("faults.crashes"), "host").max(line_of(
-                        text,
-                        Some("faults"),
-                        "crashes",
-                    )),
-                    format!(
-                        "field `host` of crash {i}: no host {:?} in the topology",
-                        c.host
-                    ),
-                ));
-            }
-        }
+        s.validate(text)
+            .map_err(|(line, message)| err(line, message))?;
         Ok(s)
     }
 
@@ -433,7 +686,16 @@ impl Scenario {
 
     /// A host's index (servers first, then clients).
     pub fn host_index(&self, name: &str) -> Option<usize> {
-        self.host_names().iter().position(|n| n == name)
+        let number = |digits: &str| {
+            let i: u32 = digits.parse().ok()?;
+            (i.to_string() == digits).then_some(i as usize)
+        };
+        let servers = self.topology.servers as usize;
+        if let Some(i) = name.strip_prefix("server").and_then(number) {
+            return (i < servers).then_some(i);
+        }
+        let i = name.strip_prefix("client").and_then(number)?;
+        (i < self.topology.clients as usize).then_some(servers + i)
     }
 
     /// The fault horizon: swarm faults fall within it.
@@ -444,7 +706,7 @@ impl Scenario {
     /// A world builder for this scenario (seed or choices are set by the caller).
     pub fn builder(&self) -> SimBuilder {
         let mut b = crate::Sim::builder().check_clean(self.limits.clean.unwrap_or(true));
-        if let Some([lo, hi]) = self.network.latency_ms {
+        if let Some(&[lo, hi]) = self.network.latency_ms.as_deref() {
             b = b.latency(Duration::from_millis(lo), Duration::from_millis(hi));
         }
         if let Some(f) = self.network.fragment {
@@ -456,7 +718,7 @@ impl Scenario {
         if let Some(n) = self.limits.max_steps {
             b = b.max_steps(n);
         }
-        let hosts = (self.topology.servers + self.topology.clients) as usize;
+        let hosts = self.topology.servers as usize + self.topology.clients as usize;
         match self.faults.mode {
             FaultMode::None => b,
             FaultMode::Swarm => b.swarm(hosts, self.horizon()),
@@ -558,6 +820,222 @@ mod tests {
     fn a_malformed_file_names_the_line() {
         let e = parse("name = \"x\"\ndescription = \n").unwrap_err();
         assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
+    fn a_missing_app_names_app_not_the_first_line() {
+        let e = parse("name = \"x\"\ndescription = \"d\"\n").unwrap_err();
+        assert_eq!(e.message, "field `app` is missing", "{e}");
+        assert!(!e.message.contains("`name`"), "{e}");
+        let e = parse(&format!(
+            "{GOOD}[faults]\nmode = \"rules\"\n[[faults.partitions]]\nat_ms = 1\na = \"server0\"\nb = \"client0\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("`duration_ms` is missing"), "{e}");
+    }
+
+    /// `GOOD` with `key = value` added under `[table]`, on line [`FIELD_LINE`].
+    fn with(table: &str, key: &str, value: &str) -> String {
+        match (table, key) {
+            ("topology", "clients") => {
+                GOOD.replace("clients = 3", &format!("servers = 1\n\nclients = {value}"))
+            }
+            ("topology", _) => format!("{GOOD}\n{key} = {value}\n"),
+            _ => format!("{GOOD}[{table}]\n{key} = {value}\n"),
+        }
+    }
+
+    /// The line `key = value` lands on in [`with`].
+    const FIELD_LINE: usize = 9;
+
+    #[test]
+    fn the_sizes_that_aborted_the_process_are_errors_naming_file_line_and_field() {
+        for (app, table, key, value) in [
+            ("echo", "workload", "max_size", "1000000000000"),
+            ("echo", "topology", "clients", "4294967295"),
+            ("echo", "workload", "messages", "1000000000000"),
+            ("kv", "workload", "rounds", "1000000000000"),
+            ("echo", "limits", "sim_time_s", "18446744074"),
+            (
+                "heartbeat",
+                "workload",
+                "interval_ms",
+                "9223372036854775807",
+            ),
+        ] {
+            let text = with(table, key, value).replace("\"echo\"", &format!("{app:?}"));
+            let e = parse(&text).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("scenarios/x.toml:{FIELD_LINE}: field `{key}`")),
+                "{key}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_numeric_field_is_bounded() {
+        use limits::*;
+        let y = MAX_TIME_MS;
+        let ppm = MAX_PPM;
+        for (table, key, max) in [
+            ("topology", "servers", MAX_SERVERS),
+            ("workload", "min_size", DEFAULT_MAX_SIZE),
+            ("workload", "interval_ms", y),
+            ("workload", "timeout_ms", y),
+            ("workload", "deadline_s", MAX_TIME_S),
+            ("faults", "horizon_ms", y),
+            ("faults", "spike_ms", y),
+            ("faults", "reset_ppm", ppm),
+            ("faults", "refuse_ppm", ppm),
+            ("faults", "spike_ppm", ppm),
+            ("faults", "drift_ppm_max", ppm),
+            ("faults", "udp_loss_ppm", ppm),
+            ("faults", "udp_dup_ppm", ppm),
+            ("faults", "udp_reorder_ppm", ppm),
+            ("limits", "sim_time_s", MAX_TIME_S),
+            ("limits", "max_steps", MAX_STEPS),
+        ] {
+            parse(&with(table, key, &max.to_string()))
+                .unwrap_or_else(|e| panic!("{key} = {max} is allowed: {e}"));
+            let e = parse(&with(table, key, &(max + 1).to_string())).unwrap_err();
+            assert_eq!(e.line, FIELD_LINE, "{key}: {e}");
+            assert!(e.message.starts_with(&format!("field `{key}`")), "{e}");
+        }
+        // One client, so that the per-client bounds are the binding ones.
+        let one = GOOD.replace("clients = 3", "clients = 1");
+        for (key, max) in [
+            ("messages", MAX_MESSAGES),
+            ("rounds", MAX_ROUNDS),
+            ("max_size", MAX_WORKLOAD_BYTES / 100),
+        ] {
+            // Small messages, so that the bytes bound does not bind first.
+            let small = if key == "max_size" {
+                ""
+            } else {
+                "max_size = 1\n"
+            };
+            parse(&format!("{one}[workload]\n{key} = {max}\n{small}"))
+                .unwrap_or_else(|e| panic!("{key} = {max} is allowed: {e}"));
+            let e = parse(&format!("{one}[workload]\n{key} = {}\n", max + 1)).unwrap_err();
+            assert!(e.message.starts_with(&format!("field `{key}`")), "{e}");
+        }
+        // Messages over all clients.
+        let e = parse(&format!(
+            "{}[workload]\nmessages = {MAX_MESSAGES}\nmax_size = 1\n",
+            GOOD.replace("clients = 3", "clients = 11")
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, 9, "{e}");
+        assert!(e.message.contains("times 11 clients is 11000000"), "{e}");
+        let e = parse(&format!(
+            "{}[workload]\nrounds = 500000\n",
+            GOOD.replace("\"echo\"", "\"kv\"")
+        ))
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("field `rounds`: 500000 per client times 3"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{one}[workload]\nmax_size = {}\n",
+            MAX_MESSAGE_SIZE + 1
+        ))
+        .unwrap_err();
+        assert!(e.message.starts_with("field `max_size`"), "{e}");
+        let e = parse(&GOOD.replace("clients = 3", &format!("clients = {}", MAX_CLIENTS + 1)))
+            .unwrap_err();
+        assert_eq!(e.line, 7, "{e}");
+        assert!(e.message.starts_with("field `clients`"), "{e}");
+        let e =
+            parse(&GOOD.replace("seeds = 10", &format!("seeds = {}", MAX_SEEDS + 1))).unwrap_err();
+        assert!(e.message.starts_with("field `seeds`"), "{e}");
+        // The echo clients' bytes, all together.
+        let e = parse(&format!(
+            "{one}[workload]\nmessages = 1000000\nmax_size = 2000\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("1 GiB"), "{e}");
+    }
+
+    #[test]
+    fn rule_times_are_bounded_and_name_their_rule_and_line() {
+        let y = limits::MAX_TIME_MS;
+        let rules = format!(
+            "{GOOD}[faults]\nmode = \"rules\"\n\
+             [[faults.partitions]]\nat_ms = 1\nduration_ms = 2\na = \"server0\"\nb = \"client0\"\n\
+             [[faults.partitions]]\nat_ms = {}\nduration_ms = 2\na = \"server0\"\nb = \"client1\"\n\
+             [[faults.crashes]]\nat_ms = 5\nhost = \"client2\"\nrestart_after_ms = {}\n",
+            y + 1,
+            y + 1
+        );
+        let e = parse(&rules).unwrap_err();
+        assert_eq!(e.line, 16, "{e}");
+        assert!(e.message.contains("partition 1: field `at_ms`"), "{e}");
+        let e = parse(&rules.replacen(&format!("at_ms = {}", y + 1), "at_ms = 3", 1)).unwrap_err();
+        assert_eq!(e.line, 23, "{e}");
+        assert!(
+            e.message.contains("crash 0: field `restart_after_ms`"),
+            "{e}"
+        );
+        let rules = rules.replace(&format!("{}", y + 1), &y.to_string());
+        parse(&rules).unwrap();
+        let e = parse(&rules.replace("\"client1\"", "\"client3\"")).unwrap_err();
+        assert_eq!(e.line, 19, "{e}");
+        assert!(e.message.contains("no host \"client3\""), "{e}");
+    }
+
+    #[test]
+    fn latency_needs_two_ordered_values() {
+        for (value, want) in [
+            ("[5]", "expected two values, [min, max], found 1"),
+            ("[1, 2, 3]", "expected two values, [min, max], found 3"),
+            ("[]", "found 0"),
+            ("[9, 3]", "minimum 9 exceeds maximum 3"),
+        ] {
+            let e = parse(&with("network", "latency_ms", value)).unwrap_err();
+            assert_eq!(e.line, FIELD_LINE, "{e}");
+            assert!(e.message.starts_with("field `latency_ms`"), "{e}");
+            assert!(e.message.contains(want), "{value}: {e}");
+        }
+        let ok = parse(&with("network", "latency_ms", "[2, 7]")).unwrap();
+        assert_eq!(ok.network.latency_ms, Some(vec![2, 7]));
+    }
+
+    #[test]
+    fn an_app_without_clients_is_refused() {
+        for app in APPS {
+            let text = GOOD
+                .replace("clients = 3", "clients = 0")
+                .replace("\"echo\"", &format!("{app:?}"));
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.line, 7, "{e}");
+            assert!(
+                e.message.contains(&format!(
+                    "field `clients`: app `{app}` needs at least one client"
+                )),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_min_size_above_the_default_max_is_refused() {
+        let e = parse(&with("workload", "min_size", "65")).unwrap_err();
+        assert!(e.message.contains("above max_size 64 (the default)"), "{e}");
+    }
+
+    #[test]
+    fn host_names_resolve_without_listing_every_host() {
+        let s = parse(&GOOD.replace("clients = 3", "clients = 100000")).unwrap();
+        assert_eq!(s.host_index("server0"), Some(0));
+        assert_eq!(s.host_index("client99999"), Some(100_000));
+        assert_eq!(s.host_index("client100000"), None);
+        assert_eq!(s.host_index("server1"), None);
+        assert_eq!(s.host_index("client01"), None);
+        assert_eq!(s.host_index("client"), None);
+        assert_eq!(s.host_index("mars"), None);
     }
 
     #[test]

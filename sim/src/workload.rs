@@ -60,7 +60,7 @@ fn echo_body(s: &Scenario, sim: &Sim) {
     let (count, lo, hi) = (
         w.messages.unwrap_or(100),
         w.min_size.unwrap_or(1),
-        w.max_size.unwrap_or(64),
+        w.max_size.unwrap_or(crate::scenario::DEFAULT_MAX_SIZE),
     );
     let (servers, clients) = hosts(s, sim);
     servers[0].start(|h| {
@@ -68,20 +68,22 @@ fn echo_body(s: &Scenario, sim: &Sim) {
     });
     let results: Rc<RefCell<Vec<Result<usize, Failure>>>> = Rc::default();
     for (i, c) in clients.iter().enumerate() {
-        let msgs: Vec<Vec<u8>> = (0..count)
-            .map(|j| {
-                let len = lo + c.random_below(hi - lo + 1);
-                let tag = format!("{i}.{j}:");
-                let mut m = tag.into_bytes();
-                m.resize(len.max(1) as usize, b'a' + (j % 26) as u8);
-                m.truncate(len.max(1) as usize);
-                m
-            })
-            .collect();
         let r = results.clone();
         c.call_later(Duration::from_millis(1), {
             let c = c.clone();
             move || {
+                // Built when the client starts, not all at once before the run: a run that
+                // ends early (a limit, a failure) never holds every client's messages.
+                let msgs: Vec<Vec<u8>> = (0..count)
+                    .map(|j| {
+                        let len = lo.saturating_add(c.random_below((hi - lo).saturating_add(1)));
+                        let len = usize::try_from(len.max(1)).unwrap_or(usize::MAX);
+                        let mut m = format!("{i}.{j}:").into_bytes();
+                        m.resize(len, b'a' + (j % 26) as u8);
+                        m.truncate(len);
+                        m
+                    })
+                    .collect();
                 let (factory, done) = echo::EchoClientFactory::new(msgs);
                 let r = r.clone();
                 let _ = done.add_both(move |out| {
@@ -215,7 +217,7 @@ fn poetry_body(s: &Scenario, sim: &Sim) {
     let names: Vec<String> = (0..servers.len()).map(|i| format!("server{i}")).collect();
     for (i, h) in servers.iter().enumerate() {
         // Each poet is slower than the one before.
-        let d = Duration::from_millis(delay * i as u64);
+        let d = Duration::from_millis(delay.saturating_mul(i as u64));
         h.start(move |h| {
             let f = poetry::PoetryServerFactory::new(poetry::POEM, 16, d);
             h.listen_tcp(10_000, f).unwrap();
@@ -274,7 +276,7 @@ fn heartbeat_body(s: &Scenario, sim: &Sim) {
     // Each rule partition that silences a client for longer than the timeout while it is
     // beating must be noticed within the timeout (plus one interval and a second of slack).
     if s.faults.mode == FaultMode::Rules {
-        let active = interval * beats as u32;
+        let active = interval.saturating_mul(u32::try_from(beats).unwrap_or(u32::MAX));
         let mut silencing: Vec<Duration> = s
             .faults
             .partitions
@@ -285,10 +287,16 @@ fn heartbeat_body(s: &Scenario, sim: &Sim) {
                 let at = Duration::from_millis(p.at_ms);
                 involves
                     && !p.one_way
-                    && Duration::from_millis(p.duration_ms) > timeout + 2 * interval
-                    && at + timeout + interval < active
+                    && Duration::from_millis(p.duration_ms)
+                        > timeout.saturating_add(interval.saturating_mul(2))
+                    && at.saturating_add(timeout).saturating_add(interval) < active
             })
-            .map(|p| Duration::from_millis(p.at_ms) + timeout + interval + Duration::from_secs(1))
+            .map(|p| {
+                Duration::from_millis(p.at_ms)
+                    .saturating_add(timeout)
+                    .saturating_add(interval)
+                    .saturating_add(Duration::from_secs(1))
+            })
             .collect();
         silencing.sort();
         for (k, at) in silencing.into_iter().enumerate() {
@@ -301,7 +309,10 @@ fn heartbeat_body(s: &Scenario, sim: &Sim) {
     sim.run_until_idle();
     if !faulty(sim) {
         assert_eq!(stats.timeouts.get(), 0, "no timeouts on a healthy network");
-        assert_eq!(stats.beats.get(), beats * clients.len() as u64);
+        assert_eq!(
+            stats.beats.get(),
+            beats.saturating_mul(clients.len() as u64)
+        );
     }
 }
 

@@ -233,3 +233,124 @@ fn run_prints_a_trace_and_replay_verifies_the_hash() {
     assert!(out.status.success());
     assert!(stdout.contains("shrunk trace"), "{stdout}");
 }
+
+/// An echo scenario whose body's own assertion fails (a panic inside the harness): the
+/// latency is longer than the time limit, so no client finishes.
+const TOO_SLOW: &str = "name = \"too_slow\"\ndescription = \"d\"\napp = \"echo\"\nseeds = 3\n\
+                        [topology]\nclients = 1\n[workload]\nmessages = 2\n\
+                        [network]\nlatency_ms = [2000, 2000]\n[limits]\nsim_time_s = 1\n";
+
+fn assert_reported(what: &str, stdout: &str, stderr: &str, seed: u64) {
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{what}: stderr: {stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("check 'too_slow' failed on seed {seed}")),
+        "{what}: {stdout}"
+    );
+    assert!(stdout.contains("every client finished"), "{what}: {stdout}");
+    assert!(stdout.contains("shrunk trace"), "{what}: {stdout}");
+}
+
+#[test]
+fn run_replay_and_shrink_report_a_failing_seed_without_a_panic_message() {
+    let dir = tmp("too_slow");
+    let path = dir.join("too_slow.toml");
+    std::fs::write(&path, TOO_SLOW).unwrap();
+    let (out, stdout, stderr) = run(bin()
+        .current_dir(&dir)
+        .env("RUST_BACKTRACE", "1")
+        .args(["run", "--seed", "1"])
+        .arg(&path));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("FAILED"), "{stdout}");
+    assert_reported("run", &stdout, &stderr, 1);
+    assert!(
+        dir.join("target/torsion-replays/too_slow-1.toml").exists(),
+        "run writes a replay file, as explore does"
+    );
+
+    let (out, stdout, _) = run(bin()
+        .current_dir(&dir)
+        .args(["explore", "--json", "--seeds", "1"])
+        .arg(&path));
+    assert!(!out.status.success());
+    let row: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    let file = dir.join(row["replay_file"].as_str().unwrap());
+    for cmd in ["replay", "shrink"] {
+        let (out, stdout, stderr) = run(bin()
+            .current_dir(&dir)
+            .env("RUST_BACKTRACE", "1")
+            .arg(cmd)
+            .arg(&file));
+        assert!(out.status.success(), "{cmd}: {stdout}{stderr}");
+        assert_reported(cmd, &stdout, &stderr, 0);
+    }
+}
+
+#[test]
+fn a_replay_file_naming_a_missing_scenario_file_says_so() {
+    let dir = tmp("missing_scenario");
+    let file = dir.join("r.toml");
+    let missing = dir.join("gone.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"x\"\nseed = 0\nchoices = []\ntrace_hash = \"00\"\nerror = \"\"\nscenario = {:?}\n",
+            missing.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (out, _, stderr) = run(bin().current_dir(&dir).arg("replay").arg(&file));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:1: cannot read", missing.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn impossible_sizes_are_errors_not_aborts() {
+    for (name, table, line) in [
+        (
+            "max_size",
+            "[workload]\nmax_size = 1000000000000",
+            "max_size",
+        ),
+        ("clients", "[topology]\nclients = 4294967295", "clients"),
+        (
+            "messages",
+            "[workload]\nmessages = 1000000000000",
+            "messages",
+        ),
+        (
+            "sim_time",
+            "[limits]\nsim_time_s = 18446744074",
+            "sim_time_s",
+        ),
+    ] {
+        let dir = tmp(&format!("impossible_{name}"));
+        let path = dir.join("s.toml");
+        std::fs::write(&path, format!("{GOOD}{table}\n")).unwrap();
+        let (out, _, stderr) = run(bin().args(["run", "--seed", "0"]).arg(&path));
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{}:6: field `{line}`", path.display())),
+            "{name}: {stderr}"
+        );
+    }
+    let dir = tmp("impossible_rounds");
+    let path = dir.join("s.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}[workload]\nrounds = 1000000000000\n",
+            GOOD.replace("\"echo\"", "\"kv\"")
+        ),
+    )
+    .unwrap();
+    let (out, _, stderr) = run(bin().args(["run", "--seed", "0"]).arg(&path));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(":6: field `rounds`"), "{stderr}");
+}

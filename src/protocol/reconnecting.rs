@@ -118,7 +118,7 @@ impl Backoff {
 
     /// The base delay of the last retry (before jitter).
     pub fn delay(&self) -> Duration {
-        Duration::from_secs_f64(self.st.delay.get())
+        secs_saturating(self.st.delay.get())
     }
 
     /// Whether it will retry after the next failure (Twisted's `continueTrying`).
@@ -194,10 +194,22 @@ impl Backoff {
         // disconnected connector alive). The cycle through the state's `pending` handle
         // lasts only until the call runs or is cancelled, which drops the closure.
         let target = connector.clone();
-        let call = st.time.call_later(Duration::from_secs_f64(wait), move || {
+        let call = st.time.call_later(secs_saturating(wait), move || {
             target.connect();
         });
         *st.pending.borrow_mut() = Some(call);
+    }
+}
+
+/// `secs` as a Duration, saturating: a wait past `Duration::MAX` (a huge `max_delay` or
+/// `factor`) is `Duration::MAX`, and a negative or NaN one is zero, where
+/// `Duration::from_secs_f64` would panic. The timer queue then saturates the deadline at the
+/// end of the clock's range.
+fn secs_saturating(secs: f64) -> Duration {
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) => d,
+        Err(_) if secs > 0.0 => Duration::MAX,
+        Err(_) => Duration::ZERO,
     }
 }
 
@@ -275,7 +287,7 @@ mod tests {
     use crate::error::ConnectionRefused;
     use crate::protocol::factory_fn;
     use crate::reactor::ReactorTcpExt;
-    use crate::reactor::ReactorTime;
+    use crate::reactor::{Instant, ReactorTime};
     use crate::testing::{Clock, MemoryReactor};
 
     struct Quiet;
@@ -381,6 +393,24 @@ mod tests {
         }
         assert!((last - 3600.0).abs() < 1e-6);
         assert_eq!(f.backoff().delay(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn test_a_delay_past_the_clock_range_saturates() {
+        let (reactor, f, _c) = setup(RetryPolicy {
+            initial_delay: Duration::MAX,
+            max_delay: Duration::MAX,
+            ..no_jitter()
+        });
+        reactor.fail_connection(0, Failure::new(refused()));
+        let call = f.backoff().pending_retry().expect("a retry is scheduled");
+        assert_eq!(call.get_time(), Instant::from_nanos(u64::MAX));
+        assert_eq!(f.backoff().delay(), Duration::MAX);
+        reactor.advance(Duration::from_secs(3600));
+        assert_eq!(reactor.tcp_clients().len(), 1, "no retry within the hour");
+        assert_eq!(secs_saturating(f64::NAN), Duration::ZERO);
+        assert_eq!(secs_saturating(-1.0), Duration::ZERO);
+        assert_eq!(secs_saturating(f64::INFINITY), Duration::MAX);
     }
 
     #[test]

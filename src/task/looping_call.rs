@@ -122,7 +122,9 @@ impl LoopingCall {
     }
 
     /// Starts calling every `interval`, the first time now if `now`, else after one
-    /// interval. (A zero interval runs once per reactor turn.)
+    /// interval. (A zero interval runs once per reactor turn.) An interval that reaches past
+    /// the end of the clock's range (`u64` nanoseconds, about 584 years) schedules the next
+    /// run at the end of that range, as [`Instant`]'s addition saturates.
     pub fn start(
         &self,
         interval: Duration,
@@ -259,9 +261,12 @@ impl LoopingCall {
         let delay = if interval.is_zero() {
             Duration::ZERO
         } else {
+            // `running_for` fits in u64 nanoseconds (it is a difference of two instants);
+            // the interval may not, and the delay then saturates at the end of the clock's
+            // range rather than wrapping to a small number.
             let running_for = (when - inner.start_time.get()).as_nanos();
             let i = interval.as_nanos();
-            Duration::from_nanos((i - running_for % i) as u64)
+            Duration::from_nanos(u64::try_from(i - running_for % i).unwrap_or(u64::MAX))
         };
         let me = self.clone();
         let call = inner.clock.call_later(delay, move || me.run());
@@ -497,6 +502,36 @@ mod tests {
         assert_eq!(clock.get_delayed_calls().len(), 1);
         lc.stop().unwrap();
         assert!(clock.get_delayed_calls().is_empty());
+    }
+
+    #[test]
+    fn test_an_interval_past_the_clock_range_saturates() {
+        let clock = Clock::new();
+        let (n, f) = counter();
+        let lc = LoopingCall::new(Rc::new(clock.clone()), f);
+        // 2^64 ns plus a second: truncated to u64 nanoseconds it would be under a second.
+        let huge = Duration::from_nanos(u64::MAX) + secs(1);
+        lc.start(huge, true).unwrap();
+        assert_eq!(n.get(), 1);
+        let calls = clock.get_delayed_calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].get_time(), Instant::from_nanos(u64::MAX));
+        clock.advance(secs(3600));
+        assert_eq!(
+            n.get(),
+            1,
+            "the next run is at the end of time, not in a second"
+        );
+        lc.stop().unwrap();
+
+        // The largest Duration, started late and not now: no panic, no wrap.
+        clock.advance(secs(5));
+        lc.start(Duration::MAX, false).unwrap();
+        assert_eq!(
+            clock.get_delayed_calls()[0].get_time(),
+            Instant::from_nanos(u64::MAX)
+        );
+        lc.stop().unwrap();
     }
 
     /// Counts live instances.

@@ -233,4 +233,26 @@ mod tests {
         assert!(a.called());
         assert!(c.get_delayed_calls().is_empty());
     }
+
+    #[test]
+    fn test_delays_past_the_clock_range_saturate() {
+        let c = Clock::new();
+        c.advance(secs(10));
+        let end = Instant::from_nanos(u64::MAX);
+        let never = c.call_later(Duration::MAX, || panic!("runs at the end of time"));
+        assert_eq!(never.get_time(), end);
+        let later = c.call_later(secs(1), || {});
+        later.delay(Duration::MAX).unwrap();
+        assert_eq!(later.get_time(), end);
+        let reset = c.call_later(secs(1), || {});
+        reset.reset(Duration::MAX).unwrap();
+        assert_eq!(reset.get_time(), end);
+        c.advance(secs(3600));
+        assert!(never.active() && later.active() && reset.active());
+        // Advancing past the end stops there rather than wrapping to the start.
+        never.cancel().unwrap();
+        c.advance(Duration::MAX);
+        assert_eq!(c.seconds(), end);
+        assert!(later.called() && reset.called());
+    }
 }

@@ -233,7 +233,11 @@ pub(crate) fn send(world: &Rc<World>, mut pkt: Packet) -> Fate {
 
 /// The ordering step and the in-flight queue.
 fn transmit(world: &Rc<World>, pkt: Packet, delay: u64, ordered: bool) {
-    let at = world.now.get() + world.latency() + delay;
+    let at = world
+        .now
+        .get()
+        .saturating_add(world.latency())
+        .saturating_add(delay);
     let at = match &pkt.order {
         Some(last) if ordered => {
             let at = at.max(last.get());

@@ -144,7 +144,8 @@ impl Rule {
             }
             Rule::Spike { ppm, max_us } => {
                 if world.chance(ppm) {
-                    v.delay += world.decide.borrow_mut().range(0, max_us) * 1_000;
+                    let us = world.decide.borrow_mut().range(0, max_us);
+                    v.delay = v.delay.saturating_add(us.saturating_mul(1_000));
                 }
             }
         }

@@ -37,6 +37,13 @@ pub(crate) use clean::{LostConn, LostConns};
 pub use config::{Config, SimError, FRAGMENT_ODDS};
 pub use sim::{Sim, Stop};
 
+/// `d` in nanoseconds, saturating at `u64::MAX` (about 584 years, the end of simulated
+/// time) instead of truncating: a limit or a fault time past the clock's range must mean
+/// "never", not wrap to a time near zero.
+pub(crate) fn nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 use crate::decide::Decisions;
 use crate::host::{Host, HostState};
 use crate::keyed::{At, MAX_INDEX, MAX_SEQ};
@@ -191,8 +198,8 @@ impl World {
 
     /// A latency draw within the configured range (whole microseconds), in nanoseconds.
     pub(crate) fn latency(&self) -> u64 {
-        let lo = self.cfg.latency_min.as_micros() as u64;
-        let hi = self.cfg.latency_max.as_micros() as u64;
-        self.decide.borrow_mut().range(lo, hi) * 1_000
+        let micros = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let (lo, hi) = (micros(self.cfg.latency_min), micros(self.cfg.latency_max));
+        self.decide.borrow_mut().range(lo, hi).saturating_mul(1_000)
     }
 }

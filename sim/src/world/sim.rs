@@ -131,7 +131,7 @@ impl Sim {
     pub fn deadline(&self, name: &str, at: Duration, condition: impl Fn() -> bool + 'static) {
         let world = Rc::downgrade(&self.world);
         let name = name.to_string();
-        let at = Instant::from_nanos(at.as_nanos() as u64);
+        let at = Instant::from_nanos(super::nanos(at));
         self.world.sys.call_at_boxed(
             at,
             Box::new(move || {
@@ -176,7 +176,7 @@ impl Sim {
 
     pub(super) fn schedule_faults(&self) {
         let faults = self.world.cfg.faults.clone();
-        let at = |d: Duration| Instant::from_nanos(d.as_nanos() as u64);
+        let at = |d: Duration| Instant::from_nanos(super::nanos(d));
         for p in faults.partitions {
             let w = Rc::downgrade(&self.world);
             let (a, b, one_way) = (p.a, p.b, p.one_way);
@@ -190,7 +190,7 @@ impl Sim {
             );
             let w = Rc::downgrade(&self.world);
             self.world.sys.call_at_boxed(
-                at(p.at + p.duration),
+                at(p.at.saturating_add(p.duration)),
                 Box::new(move || {
                     if let Some(w) = w.upgrade() {
                         crate::net::link::heal(&w, a, b, one_way);
@@ -224,7 +224,7 @@ impl Sim {
     /// Runs until no event is left, a check fails, or a limit is hit. Fails the run on a
     /// dirty end unless allowed.
     pub fn run_until_idle(&self) -> Stop {
-        let limit = self.world.cfg.max_time.as_nanos() as u64;
+        let limit = super::nanos(self.world.cfg.max_time);
         let stop = self.run_to(limit);
         if stop == Stop::Idle && self.world.cfg.check_clean {
             self.check_clean();
@@ -238,14 +238,14 @@ impl Sim {
 
     /// Runs for `d` of simulated time.
     pub fn run_for(&self, d: Duration) -> Stop {
-        let until = self.world.now.get().saturating_add(d.as_nanos() as u64);
+        let until = self.world.now.get().saturating_add(super::nanos(d));
         self.run_to(until)
     }
 
     /// Runs until `condition` holds (checked after each event), the world is idle, or a
     /// limit is hit. Returns whether the condition held.
     pub fn run_until(&self, condition: impl Fn() -> bool) -> bool {
-        let limit = self.world.cfg.max_time.as_nanos() as u64;
+        let limit = super::nanos(self.world.cfg.max_time);
         let _current = crate::buggify::enter(&self.world);
         loop {
             if condition() {

@@ -473,3 +473,115 @@ fn a_lost_connection_still_alive_is_a_leak_the_clean_check_reports() {
     drop(held);
     assert!(sim.leftovers().is_empty(), "{:?}", sim.leftovers());
 }
+
+/// 2^64 ns plus `secs`: past the end of simulated time, but `secs` once truncated to u64
+/// nanoseconds.
+fn past_the_end(secs: u64) -> Duration {
+    Duration::from_nanos(u64::MAX) + Duration::from_nanos(1) + Duration::from_secs(secs)
+}
+
+#[test]
+fn a_time_limit_past_the_clock_range_does_not_wrap() {
+    // `sim_time_s = 18446744074` in a scenario: 0.29 s once wrapped.
+    let sim = Sim::builder()
+        .max_time(Duration::from_secs(18_446_744_074))
+        .build();
+    let h = sim.host("h");
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    h.call_later(Duration::from_secs(1), move || r.set(true));
+    assert_eq!(sim.run_until_idle(), Stop::Idle);
+    assert!(ran.get(), "the limit is the end of time, not 0.29 s");
+    assert!(sim.run_until(|| true));
+}
+
+#[test]
+fn faults_and_deadlines_past_the_clock_range_never_fire() {
+    let faults = Faults {
+        partitions: vec![crate::faults::Partition {
+            at: past_the_end(1),
+            duration: Duration::from_secs(1),
+            a: 0,
+            b: 1,
+            one_way: false,
+        }],
+        crashes: vec![crate::faults::Crash {
+            at: past_the_end(2),
+            host: 1,
+            restart_after: Some(Duration::MAX),
+        }],
+        ..Faults::default()
+    };
+    let sim = Sim::builder().faults(faults).trace(true).build();
+    sim.host("a");
+    sim.host("b");
+    sim.deadline("never due", past_the_end(3), || false);
+    assert_eq!(sim.run_for(Duration::from_secs(10)), Stop::TimeReached);
+    assert!(sim.errors().is_empty(), "{:?}", sim.errors());
+    let trace = sim.trace().render();
+    assert!(!trace.contains("partition"), "{trace}");
+    assert!(!trace.contains("crash"), "{trace}");
+    // run_for saturates too: it runs to the end of time, where the deadline falls.
+    sim.run_for(past_the_end(0));
+    assert_eq!(sim.now(), Instant::from_nanos(u64::MAX));
+    assert!(
+        matches!(&sim.errors()[..], [SimError::Deadline { name }] if name == "never due"),
+        "{:?}",
+        sim.errors()
+    );
+}
+
+#[test]
+fn a_latency_past_the_clock_range_saturates() {
+    let sim = Sim::builder()
+        .latency(Duration::MAX, Duration::MAX)
+        .faults(Faults {
+            spike_ppm: 1_000_000,
+            spike: Duration::MAX,
+            ..Faults::default()
+        })
+        .build();
+    let server = sim.host("server");
+    server.listen_tcp(7, ForProtocol::<Echo>::new()).unwrap();
+    let failed = Rc::new(RefCell::new(Vec::new()));
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let f = Rc::new(PingerFactory {
+        got: got.clone(),
+        lost: Rc::default(),
+        failed: failed.clone(),
+    });
+    sim.host("client").connect_tcp("server", 7, f);
+    assert_eq!(sim.run_for(Duration::from_secs(3600)), Stop::TimeReached);
+    assert!(sim.errors().is_empty(), "{:?}", sim.errors());
+    assert!(got.borrow().is_empty(), "nothing arrives within the hour");
+}
+
+#[test]
+fn a_full_range_draw_does_not_overflow() {
+    let mut d = crate::decide::Decisions::seeded(7);
+    let _ = d.range(0, u64::MAX);
+    assert_eq!(d.range(u64::MAX, u64::MAX), u64::MAX);
+}
+
+#[test]
+fn a_host_timer_past_the_clock_range_runs_at_the_end_of_time() {
+    for seed in 0..4 {
+        let sim = Sim::builder()
+            .seed(seed)
+            .faults(Faults {
+                drift_ppm_max: 1_000_000,
+                ..Faults::default()
+            })
+            .max_time(Duration::MAX)
+            .build();
+        let h = sim.host("h");
+        let ran = Rc::new(Cell::new(false));
+        let r = ran.clone();
+        h.call_later(Duration::MAX, move || r.set(true));
+        assert_eq!(sim.run_for(Duration::from_secs(3600)), Stop::TimeReached);
+        assert!(!ran.get(), "seed {seed}: not within the hour");
+        assert_eq!(sim.run_until_idle(), Stop::Idle);
+        assert!(ran.get(), "seed {seed}: at the end of time");
+        assert!(sim.errors().is_empty(), "{:?}", sim.errors());
+    }
+}
