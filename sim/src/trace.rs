@@ -48,7 +48,10 @@ pub enum Kind {
         reason: String,
     },
     /// A reactor-level delayed call ran.
-    Timer,
+    Timer {
+        /// Where it was scheduled (`call_later`'s caller).
+        site: &'static std::panic::Location<'static>,
+    },
     /// A fault was injected.
     Fault {
         /// Which and where.
@@ -331,7 +334,7 @@ fn kind_parts(k: &Kind) -> (u8, u64, &str) {
         Kind::Fin => (8, 0, ""),
         Kind::Rst => (9, 0, ""),
         Kind::Lost { reason } => (10, 0, reason),
-        Kind::Timer => (11, 0, ""),
+        Kind::Timer { site } => (11, u64::from(site.line()), site.file()),
         Kind::Fault { what } => (12, 0, what),
         Kind::Crash => (13, 0, ""),
         Kind::Restart => (14, 0, ""),
@@ -355,7 +358,7 @@ impl fmt::Display for Kind {
             Kind::Fin => write!(f, "fin"),
             Kind::Rst => write!(f, "rst"),
             Kind::Lost { reason } => write!(f, "connection lost: {reason}"),
-            Kind::Timer => write!(f, "timer"),
+            Kind::Timer { site } => write!(f, "timer {}:{}", site.file(), site.line()),
             Kind::Fault { what } => write!(f, "FAULT {what}"),
             Kind::Crash => write!(f, "CRASH"),
             Kind::Restart => write!(f, "restart"),
