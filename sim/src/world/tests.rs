@@ -596,7 +596,8 @@ impl Protocol for ScopedTimer {
             let _ = line;
         });
         let t = t.clone();
-        t.clone().call_soon(move |_me: &mut ScopedTimer| t.lose_connection());
+        t.clone()
+            .call_soon(move |_me: &mut ScopedTimer| t.lose_connection());
     }
     fn data_received(&mut self, _d: &[u8]) {}
 }
