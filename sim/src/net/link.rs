@@ -196,6 +196,10 @@ pub(crate) fn send(world: &Rc<World>, mut pkt: Packet) -> Fate {
     };
     match v.fate {
         Fate::Pass => {
+            if v.delay > 0 {
+                // Where a latency spike takes effect: the packet it slows.
+                fault(&format!("spike +{}us", v.delay / 1_000));
+            }
             if v.copies > 1 {
                 if let Payload::Datagram(d) = &pkt.payload {
                     let copy = Packet {

@@ -538,3 +538,29 @@ fn a_reset_traces_what_each_end_threw_away() {
         "{trace}"
     );
 }
+
+/// A latency spike is marked in the trace on the packet it slows.
+#[test]
+fn a_spike_is_traced_where_it_takes_effect() {
+    use torsion::protocol::ForProtocol;
+    let faults = Faults {
+        spike_ppm: 1_000_000,
+        spike: Duration::from_millis(50),
+        ..Faults::none()
+    };
+    let sim = fixed_latency(1).trace(true).seed(3).faults(faults).build();
+    sim.host("server")
+        .listen_tcp(7, ForProtocol::<Sleeper>::new())
+        .unwrap();
+    sim.host("client")
+        .connect_tcp("server", 7, ForProtocol::<Sleeper>::new());
+    sim.run_until_idle();
+    let trace = sim.trace().render();
+    // The SYN is the client's first packet: the spike is marked on the client's host.
+    let spikes: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("FAULT spike +"))
+        .collect();
+    assert!(!spikes.is_empty(), "{trace}");
+    assert!(spikes[0].contains(" client "), "{trace}");
+}
