@@ -115,9 +115,11 @@ pub struct Trace {
     count: u64,
     events: Option<Vec<Event>>,
     hosts: Vec<String>,
+    preview: usize,
 }
 
-/// How many bytes of a payload a trace shows (and hashes).
+/// How many bytes of a payload a trace hashes, and shows by default (see
+/// [`Trace::set_preview`]).
 pub const PREVIEW: usize = 24;
 
 const SEED: u64 = 0xcbf2_9ce4_8422_2325;
@@ -207,7 +209,14 @@ impl Trace {
             count: 0,
             events: full.then(Vec::new),
             hosts: Vec::new(),
+            preview: PREVIEW,
         }
+    }
+
+    /// Shows up to `bytes` bytes of each payload in a kept trace (the hash still covers the
+    /// first [`PREVIEW`], so traces of any preview length compare and replay alike).
+    pub fn set_preview(&mut self, bytes: usize) {
+        self.preview = bytes;
     }
 
     /// Names a host index (for rendering).
@@ -253,7 +262,7 @@ impl Trace {
         let h = self.hash_head(time, host, conn, if recv { 7 } else { 6 });
         self.hash = mix(mix(h, data.len() as u64), digest(data));
         if let Some(events) = &mut self.events {
-            let kind = data_kind(recv, data);
+            let kind = data_kind(recv, data, self.preview);
             events.push(Event {
                 time,
                 host,
@@ -322,8 +331,8 @@ impl Trace {
 /// A send or receive as kept in a full trace, with its escaped preview (out of line: only
 /// full traces build it, and hash-only runs keep the formatting off their hot path).
 #[inline(never)]
-fn data_kind(recv: bool, data: &[u8]) -> Kind {
-    let p = preview(data, PREVIEW);
+fn data_kind(recv: bool, data: &[u8], max: usize) -> Kind {
+    let p = preview(data, max);
     if recv {
         Kind::Recv(data.len(), p)
     } else {

@@ -627,3 +627,29 @@ fn timers_are_named_by_their_call_site_in_the_trace() {
     );
     assert!(!trace.contains("src/protocol/"), "{trace}");
 }
+
+#[test]
+fn the_preview_length_is_configurable_and_does_not_change_the_hash() {
+    let run = |preview: usize| {
+        let sim = Sim::builder().seed(2).trace(true).preview(preview).build();
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let lost = Rc::new(RefCell::new(Vec::new()));
+        sim.host("server")
+            .listen_tcp(7, ForProtocol::<Echo>::new())
+            .unwrap();
+        let f = Rc::new(PingerFactory {
+            got,
+            lost,
+            failed: Rc::default(),
+        });
+        sim.host("client").connect_tcp("server", 7, f);
+        sim.run_until_idle();
+        let out = (sim.trace().render(), sim.trace().hash());
+        out
+    };
+    let (short, h1) = run(4);
+    let (long, h2) = run(64);
+    assert_eq!(h1, h2);
+    assert!(short.contains("\"hell\"..."), "{short}");
+    assert!(!long.contains("..."), "{long}");
+}
