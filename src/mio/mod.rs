@@ -179,6 +179,9 @@ impl MioReactor {
     pub fn start_running(&self) -> Result<(), ReactorError> {
         self.inner.life.start()?;
         self.inner.flush_dirty();
+        if self.inner.life.take_stop_request() {
+            let _ = self.stop(); // `stop` came before `run`: stop now that startup is done
+        }
         Ok(())
     }
 
