@@ -1093,6 +1093,26 @@ fn test_consume_length_border_cases() {
     assert_eq!(p.errors, vec![NetstringParseError::TooLong(2)]);
 }
 
+/// Many netstrings in one read: the buffer is compacted once per `feed`, not moved once per
+/// netstring (which is quadratic in the netstrings of the read).
+#[test]
+fn test_many_netstrings_in_one_feed_move_the_buffer_once() {
+    let wire = b"1:a,".repeat(50_000);
+    let (mut p, tr) = net_tester(NETSTRING_MAX_LENGTH);
+    p.feed(&wire[..wire.len() - 1]);
+    p.feed(b",");
+    assert_eq!(p.received.len(), 50_000);
+    assert!(p.ns.shifted() <= 4, "moved {} bytes", p.ns.shifted());
+    // A long payload in pieces is moved at most once as well.
+    let long = NetstringBuffer::encode(&b"z".repeat(60_000));
+    for piece in long.chunks(7) {
+        p.feed(piece);
+    }
+    assert_eq!(p.received.last().map(Vec::len), Some(60_000));
+    assert!(p.ns.shifted() <= 4 + long.len() as u64);
+    assert!(!tr.disconnecting());
+}
+
 #[test]
 fn test_nothing_delivered_after_parse_error() {
     let (mut p, _) = net_tester(50);
