@@ -175,7 +175,8 @@ impl MioReactor {
 
     /// Marks the reactor running and fires the startup triggers, without looping (Twisted's
     /// `startRunning`); drive it with [`iterate`](Self::iterate). [`run`](ReactorCore::run)
-    /// does this itself.
+    /// does this itself. If [`stop`](ReactorCore::stop) was called before, it begins
+    /// stopping as soon as startup is done.
     pub fn start_running(&self) -> Result<(), ReactorError> {
         self.inner.life.start()?;
         self.inner.flush_dirty();
