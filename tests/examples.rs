@@ -1,8 +1,8 @@
 //! The example programs as a user runs them: arguments, output, exit status. The programs are
 //! thin wrappers over `torsion_apps::cli` (tested there); this runs the built binaries, which
 //! `cargo test` builds alongside the tests. A binary that is not built (a filtered run such as
-//! `cargo test --test examples`) is reported and skipped: build them with
-//! `cargo build --examples`.
+//! `cargo test --test examples`) fails the test, naming the command that builds it
+//! (`cargo build --examples`): a test that cannot run must not pass.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -11,19 +11,21 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// The built example `name`, next to this test's own binary (`target/<profile>/examples/`).
-fn example(name: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?.parent()?.join("examples");
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test> -> target/<profile>/examples
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary lives in target/<profile>/deps")
+        .join("examples");
     let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "{} is not built; skipped (cargo build --examples)",
-            path.display()
-        );
-        None
-    }
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --examples` (or the whole `cargo test`)",
+        path.display()
+    );
+    path
 }
 
 // Bounds a hang (the bug this guards against), not a timing assertion.
@@ -69,9 +71,7 @@ fn closed_port() -> u16 {
 
 #[test]
 fn poetry_client_without_an_address_prints_its_usage_and_exits_2() {
-    let Some(client) = example("poetry_client") else {
-        return;
-    };
+    let client = example("poetry_client");
     let out = run(&client, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
@@ -84,9 +84,7 @@ fn poetry_client_without_an_address_prints_its_usage_and_exits_2() {
 
 #[test]
 fn a_bad_address_is_one_readable_line_and_exit_2() {
-    let Some(server) = example("echo_server") else {
-        return;
-    };
+    let server = example("echo_server");
     let out = run(&server, &args(&["80x0"]));
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
@@ -105,9 +103,7 @@ fn a_bad_address_is_one_readable_line_and_exit_2() {
 #[test]
 fn a_non_utf8_argument_is_an_error_not_a_panic() {
     use std::os::unix::ffi::OsStringExt;
-    let Some(client) = example("echo_client") else {
-        return;
-    };
+    let client = example("echo_client");
     let word = OsString::from_vec(vec![b'a', 0xff]);
     let out = run(&client, &[OsString::from("127.0.0.1:1"), word]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -121,9 +117,7 @@ fn a_non_utf8_argument_is_an_error_not_a_panic() {
 
 #[test]
 fn echo_client_failing_to_connect_exits_1_with_one_line() {
-    let Some(client) = example("echo_client") else {
-        return;
-    };
+    let client = example("echo_client");
     let port = closed_port();
     let out = run(&client, &args(&[&format!("127.0.0.1:{port}"), "hi"]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -138,9 +132,7 @@ fn echo_client_failing_to_connect_exits_1_with_one_line() {
 /// A server on a bare port (every interface), a client by name, and an empty word.
 #[test]
 fn echo_client_by_name_with_an_empty_word_finishes() {
-    let (Some(server), Some(client)) = (example("echo_server"), example("echo_client")) else {
-        return;
-    };
+    let (server, client) = (example("echo_server"), example("echo_client"));
     let mut s = Command::new(&server)
         .arg("0")
         .stdout(Stdio::piped())
