@@ -78,6 +78,9 @@ pub struct Options {
     pub scenario: Option<String>,
     /// Keep the list of seeds run in the summary.
     pub record_seeds: bool,
+    /// The test running the check (its thread's name under `cargo test`), for the replay
+    /// hint: `TORSION_SEED=3 cargo test <test>`.
+    pub test: Option<String>,
 }
 
 impl std::fmt::Debug for Options {
@@ -114,6 +117,10 @@ impl Options {
             on_seed: None,
             scenario: None,
             record_seeds: false,
+            test: std::thread::current()
+                .name()
+                .filter(|n| *n != "main")
+                .map(str::to_string),
         };
         if let Some(n) = env_u64("TORSION_SEEDS") {
             o.seeds = n;
@@ -128,6 +135,12 @@ impl Options {
         if std::env::var("TORSION_CHECK_DETERMINISM").is_ok_and(|v| v != "0" && !v.is_empty()) {
             o.check_determinism = true;
         }
+        if let Ok(v) = std::env::var("TORSION_SHARD") {
+            match parse_shard(&v) {
+                Some(shard) => o.shard = shard,
+                None => panic!("TORSION_SHARD={v:?}: expected I/N with 0 <= I < N"),
+            }
+        }
         o
     }
 
@@ -138,6 +151,69 @@ impl Options {
         }
         self
     }
+
+    /// Sets the first seed (`TORSION_SEED` still wins).
+    pub fn start(mut self, seed: u64) -> Self {
+        if std::env::var("TORSION_SEED").is_err() {
+            self.start = seed;
+        }
+        self
+    }
+
+    /// Sets the number of threads (`TORSION_JOBS` still wins).
+    pub fn jobs(mut self, jobs: usize) -> Self {
+        if std::env::var("TORSION_JOBS").is_err() {
+            self.jobs = jobs.max(1);
+        }
+        self
+    }
+
+    /// Runs each seed twice and fails on any trace difference.
+    pub fn check_determinism(mut self, on: bool) -> Self {
+        self.check_determinism = on;
+        self
+    }
+
+    /// Whether a failure is shrunk (on by default), and within how many runs.
+    pub fn shrink(mut self, on: bool, budget: usize) -> Self {
+        self.shrink = on;
+        self.shrink_budget = budget;
+        self
+    }
+
+    /// Where replay files go (`None`: nowhere).
+    pub fn replay_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.replay_dir = dir;
+        self
+    }
+
+    /// Runs only shard `index` of `count` (`TORSION_SHARD` still wins).
+    pub fn shard(mut self, index: u64, count: u64) -> Self {
+        assert!(index < count, "shard {index}/{count}: need index < count");
+        if std::env::var("TORSION_SHARD").is_err() {
+            self.shard = (index, count);
+        }
+        self
+    }
+
+    /// Calls `f` after each seed.
+    pub fn on_seed(mut self, f: OnSeed) -> Self {
+        self.on_seed = Some(f);
+        self
+    }
+
+    /// Keeps the list of seeds run in the summary.
+    pub fn record_seeds(mut self, on: bool) -> Self {
+        self.record_seeds = on;
+        self
+    }
+}
+
+/// `I/N` with `I < N` (a shard of a sweep), as `TORSION_SHARD` and `--shard` take it.
+pub(crate) fn parse_shard(text: &str) -> Option<(u64, u64)> {
+    let (i, n) = text.split_once('/')?;
+    let (i, n) = (i.trim().parse::<u64>().ok()?, n.trim().parse::<u64>().ok()?);
+    (n > 0 && i < n).then_some((i, n))
 }
 
 /// `$CARGO_TARGET_DIR/torsion-replays` when `CARGO_TARGET_DIR` is set, else
@@ -176,6 +252,8 @@ pub struct Report {
     /// The scenario file the check comes from ([`Options::scenario`]): the report's replay
     /// commands are then `torsion-sim` ones rather than `cargo test` ones.
     pub scenario: Option<String>,
+    /// The test that ran the check ([`Options::test`]).
+    pub test: Option<String>,
 }
 
 impl std::fmt::Display for Report {
@@ -191,16 +269,35 @@ impl std::fmt::Display for Report {
             self.shrink_runs
         )?;
         match &self.scenario {
-            None => writeln!(f, "  replay: TORSION_SEED={} cargo test", self.seed)?,
+            None => {
+                // `cargo test` filters by the test's name, its last path segment enough.
+                let test = self
+                    .test
+                    .as_deref()
+                    .map_or("", |t| t.rsplit("::").next().unwrap_or(t));
+                let sep = if test.is_empty() { "" } else { " " };
+                writeln!(
+                    f,
+                    "  replay: TORSION_SEED={} cargo test{sep}{test}",
+                    self.seed
+                )?
+            }
             Some(s) => writeln!(f, "  replay: torsion-sim run {s} --seed {}", self.seed)?,
         }
         if let Some(p) = &self.replay_file {
             let p = p.display();
             match &self.scenario {
-                None => writeln!(
-                    f,
-                    "          TORSION_REPLAY={p} cargo test  (shrunk schedule)"
-                )?,
+                None => {
+                    let test = self
+                        .test
+                        .as_deref()
+                        .map_or("", |t| t.rsplit("::").next().unwrap_or(t));
+                    let sep = if test.is_empty() { "" } else { " " };
+                    writeln!(
+                        f,
+                        "          TORSION_REPLAY={p} cargo test{sep}{test}  (shrunk schedule)"
+                    )?
+                }
                 Some(_) => writeln!(f, "          torsion-sim replay {p}  (shrunk schedule)")?,
             }
         }
@@ -396,6 +493,7 @@ pub fn sweep(
             trace_hash: 0,
             replay_file: None,
             scenario: opts.scenario.clone(),
+            test: opts.test.clone(),
         });
         return summary;
     }
@@ -448,6 +546,7 @@ pub fn investigate(
             trace_hash: first.hash,
             replay_file: None,
             scenario: opts.scenario.clone(),
+            test: opts.test.clone(),
         };
     };
     let original_len = first.choices.len();
@@ -478,6 +577,7 @@ pub fn investigate(
         trace_hash: last.hash,
         replay_file: None,
         scenario: opts.scenario.clone(),
+        test: opts.test.clone(),
     };
     if let Some(dir) = &opts.replay_dir {
         let safe: String = opts
@@ -512,14 +612,29 @@ fn replay(
     let make = || builder().choices(file.choices.clone()).trace(true).build();
     let out = run_once(&make, body);
     let hash = format!("{:016x}", out.hash);
-    let error = match (&out.error, hash == file.trace_hash) {
-        (_, false) => Some(format!(
-            "replay trace hash {hash} differs from the file's {}",
-            file.trace_hash
-        )),
-        (Some(e), true) => Some(e.to_string()),
-        (None, true) => None,
-    };
+    // Replaying answers "does this schedule still fail?": after a fix the trace differs and
+    // the run passes, which is what the user wants to hear; a changed trace alone is not a
+    // failure (the code under test changed).
+    let same = hash == file.trace_hash;
+    let error = out.error.as_ref().map(|e| {
+        if same {
+            e.to_string()
+        } else {
+            format!("{e} (the trace differs from the replay file's: the code changed)")
+        }
+    });
+    if error.is_none() {
+        println!(
+            "check '{}': the schedule in {} no longer fails{}",
+            file.name,
+            path.display(),
+            if same {
+                ""
+            } else {
+                " (its trace differs from the recorded one)"
+            }
+        );
+    }
     Summary {
         seeds: 1,
         seeds_run: vec![file.seed],
@@ -536,6 +651,7 @@ fn replay(
             trace_hash: out.hash,
             replay_file: Some(path.to_path_buf()),
             scenario: opts.scenario.clone(),
+            test: opts.test.clone(),
         }),
     }
 }
@@ -555,6 +671,7 @@ fn unreadable_replay(opts: &Options, error: &str) -> Summary {
             trace_hash: 0,
             replay_file: None,
             scenario: opts.scenario.clone(),
+            test: opts.test.clone(),
         }),
         ..Summary::default()
     }
@@ -562,11 +679,16 @@ fn unreadable_replay(opts: &Options, error: &str) -> Summary {
 
 /// Runs `body` over 100 seeds (or as the environment says) in default worlds, and panics
 /// with a report on the first failure.
+#[track_caller]
 pub fn check(name: &str, body: impl Fn(&Sim) + Sync) {
     check_with(Options::new(name), &Sim::builder, body);
 }
 
 /// [`check()`] with options and a world builder (faults, latency, limits).
+///
+/// A failure panics at the caller's line (`#[track_caller]`); a pass prints how many seeds
+/// and events it ran (shown with `cargo test -- --nocapture`).
+#[track_caller]
 pub fn check_with(
     opts: Options,
     builder: &(dyn Fn() -> SimBuilder + Sync),
@@ -576,6 +698,10 @@ pub fn check_with(
     if let Some(report) = summary.failure {
         panic!("{report}");
     }
+    println!(
+        "check '{}': {} seeds passed ({} events)",
+        opts.name, summary.seeds, summary.steps
+    );
 }
 
 #[cfg(test)]
@@ -833,6 +959,57 @@ mod tests {
         let hint = format!("TORSION_REPLAY={} cargo test", path.display());
         assert!(replayed.to_string().contains(&hint), "{replayed}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn replaying_after_the_fix_runs_the_schedule_and_passes() {
+        let dir = std::env::temp_dir().join(format!("torsion-replay-fix-{}", std::process::id()));
+        let mut o = opts("lines");
+        o.replay_dir = Some(dir.clone());
+        let report = sweep(&o, &Sim::builder, &naive_body).failure.unwrap();
+        let path = report.replay_file.clone().expect("a replay file");
+        // The hints name the test that ran the check, as `cargo test` filters by it.
+        let text = report.to_string();
+        let test = "cargo test replaying_after_the_fix_runs_the_schedule_and_passes";
+        assert!(
+            text.contains(&format!("TORSION_SEED={} {test}\n", report.seed)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} {test}  (shrunk", path.display())),
+            "{text}"
+        );
+        // The same check, its protocol fixed: the schedule runs (its trace differs, as the
+        // code changed) and no longer fails.
+        let mut fixed = opts("lines");
+        fixed.replay = Some(path.clone());
+        let summary = sweep(&fixed, &Sim::builder, &|sim: &Sim| {
+            sim.host("a").log("fixed");
+            sim.run_until_idle();
+        });
+        assert_eq!(summary.seeds, 1);
+        assert!(summary.failure.is_none(), "{}", summary.failure.unwrap());
+        // Still broken: it fails, with the recorded error.
+        let summary = sweep(&fixed, &Sim::builder, &naive_body);
+        assert_eq!(summary.failure.expect("still fails").error, report.error);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn shards_parse_as_index_over_count() {
+        assert_eq!(parse_shard("0/4"), Some((0, 4)));
+        assert_eq!(parse_shard(" 3 / 4 "), Some((3, 4)));
+        for bad in ["4/4", "1/0", "x/2", "1", "-1/2", ""] {
+            assert_eq!(parse_shard(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "keeps only its trace hash")]
+    fn a_trace_snapshot_of_a_world_without_a_trace_is_an_error() {
+        let sim = Sim::new(0);
+        sim.run_until_idle();
+        crate::assert_trace_snapshot!("never_written", sim);
     }
 
     #[test]

@@ -52,7 +52,8 @@ mod net;
 pub mod prop;
 pub mod scenario;
 pub mod shrink;
-mod snapshot;
+#[doc(hidden)]
+pub mod snapshot;
 pub mod trace;
 mod udp;
 pub mod workload;

@@ -537,6 +537,7 @@ fn replay(file: &Path) -> Result<ExitCode, String> {
                 trace_hash: out.hash,
                 replay_file: Some(file.to_path_buf()),
                 scenario: r.scenario.clone(),
+                test: None,
             };
             println!("{report}");
         }
