@@ -564,17 +564,31 @@ pub fn investigate(
     };
     let make = || builder().choices(choices.clone()).trace(true).build();
     let last = run_once(&make, body);
-    let shown = last.error.unwrap_or(error);
+    let shown = last.error.clone().unwrap_or(error);
+    report_with_file(opts, seed, choices, original_len, shrink_runs, shown, last)
+}
+
+/// The report of a failing run of `choices`, with its replay file written (if
+/// `opts.replay_dir` is set), named after the check and the seed.
+fn report_with_file(
+    opts: &Options,
+    seed: u64,
+    choices: Vec<u64>,
+    original_len: usize,
+    shrink_runs: usize,
+    error: SimError,
+    run: Outcome,
+) -> Report {
     let mut report = Report {
         name: opts.name.clone(),
         seed,
-        error: shown.to_string(),
-        faults: last.faults,
+        error: error.to_string(),
+        faults: run.faults,
         choices,
         original_len,
         shrink_runs,
-        trace: last.trace,
-        trace_hash: last.hash,
+        trace: run.trace,
+        trace_hash: run.hash,
         replay_file: None,
         scenario: opts.scenario.clone(),
         test: opts.test.clone(),
@@ -599,6 +613,23 @@ pub fn investigate(
         }
     }
     report
+}
+
+/// Runs one schedule given as its choices (as proptest hands one to a property, see
+/// [`crate::prop::check_schedule`]): `None` if it passes, else its report with the full trace,
+/// and a replay file (`<name>-0.toml`, overwritten by each failing schedule, so the last —
+/// proptest's minimal one — remains) that `TORSION_REPLAY` replays in the check of that name.
+pub fn run_choices(
+    opts: &Options,
+    choices: Vec<u64>,
+    builder: &(dyn Fn() -> SimBuilder + Sync),
+    body: &Body<'_>,
+) -> Option<Report> {
+    let make = || builder().choices(choices.clone()).trace(true).build();
+    let out = run_once(&make, body);
+    let error = out.error.clone()?;
+    let len = choices.len();
+    Some(report_with_file(opts, 0, choices, len, 0, error, out))
 }
 
 /// Replays `file` (the check's own replay file) instead of running seeds.

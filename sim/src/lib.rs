@@ -59,7 +59,7 @@ mod udp;
 pub mod workload;
 mod world;
 
-pub use check::{check, check_with, Options, ReplayFile, Report, Summary};
+pub use check::{check, check_with, run_choices, Options, ReplayFile, Report, Summary};
 pub use decide::Decisions;
 pub use faults::{Crash, Faults, Partition};
 pub use host::Host;
