@@ -141,6 +141,20 @@ impl World {
             .push_data(self.now.get(), Some(host), conn, recv, data);
     }
 
+    /// A TCP segment leaves connection `conn` of `host` for the end `to`.
+    pub(crate) fn record_segment(
+        &self,
+        host: usize,
+        conn: u64,
+        data: &[u8],
+        to: (usize, u64),
+        delivered: bool,
+    ) {
+        self.trace
+            .borrow_mut()
+            .push_segment(self.now.get(), host, conn, data, to, delivered);
+    }
+
     pub(crate) fn fail(&self, error: SimError) {
         let what = error.to_string();
         self.record(None, None, Kind::CheckFailed { what });
