@@ -47,6 +47,7 @@ pub mod check;
 pub mod decide;
 pub mod faults;
 mod host;
+pub mod html;
 mod keyed;
 mod net;
 pub mod prop;
