@@ -179,7 +179,11 @@ h1 { font-size: 16px; margin: 0 0 4px; font-weight: 600; }
 .legend span { display: inline-flex; align-items: center; gap: 5px; }
 .legend svg { overflow: visible; }
 #scroller { overflow: auto; height: calc(100vh - var(--head, 120px)); }
-#diagram text { font-size: 11px; }
+#diagram text, #lanehead text { font-size: 11px; }
+#diagram, #lanehead { display: block; }
+#lanehead { position: sticky; top: 0; z-index: 2; background: #fff;
+  border-bottom: 1px solid var(--grid); }
+#lanehead .lane-head { font-size: 12.5px; }
 #diagram .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace; }
 .lane-head { font-weight: 600; font-size: 12px; fill: var(--fg); }
 .lane-line { stroke: var(--lane); stroke-width: 1.5; }
@@ -215,7 +219,7 @@ const BODY: &str = r##"<header id="head">
 <div class="note" id="note" hidden></div>
 <div class="legend" id="legend"></div>
 </header>
-<div id="scroller"><svg id="diagram" role="img" aria-label="space-time diagram"></svg></div>
+<div id="scroller"><svg id="lanehead" aria-hidden="true"></svg><svg id="diagram" role="img" aria-label="space-time diagram"></svg></div>
 <div id="details" role="dialog"><button class="close" id="details-close" type="button" aria-label="close">&times;</button><dl id="details-list"></dl></div>
 <noscript><p>This trace viewer draws its diagram with JavaScript.</p></noscript>
 "##;
@@ -312,7 +316,7 @@ const SCRIPT: &str = r##"
     legend.appendChild(s2);
   })();
 
-  var ROW = 22, TOP = 46, GUTTER = 120, LANE = Math.max(240, Math.min(360, 1400 / Math.max(1, D.hosts.length)));
+  var ROW = 22, TOP = 8, GUTTER = 120, LANE = Math.max(240, Math.min(360, 1400 / Math.max(1, D.hosts.length)));
   var ev = D.events, n = ev.length;
   var width = GUTTER + LANE * Math.max(1, D.hosts.length) + 40;
   var height = TOP + ROW * (n + 1) + 20;
@@ -334,12 +338,19 @@ const SCRIPT: &str = r##"
   var arrows = el("g", { "class": "arrows" }, svg);
   var marks = el("g", { "class": "marks" }, svg);
 
+  var head = document.getElementById("lanehead");
+  head.setAttribute("width", width);
+  head.setAttribute("height", 40);
+  text(head, GUTTER - 12, 25, "time", "tlabel", "end");
   D.hosts.forEach(function (name, h) {
     var g = el("g", { "class": "lane" }, lanes);
     g.setAttribute("data-host", h);
-    el("line", { x1: laneX(h), y1: TOP - 6, x2: laneX(h), y2: height - 10, "class": "lane-line" }, g);
-    text(g, laneX(h), 20, clip(name, 40), "lane-head", "middle");
-    text(g, laneX(h), 34, "host " + h, "tlabel", "middle");
+    el("line", { x1: laneX(h), y1: 0, x2: laneX(h), y2: height - 10, "class": "lane-line" }, g);
+    var n = el("g", { "class": "lane-name" }, head);
+    text(n, laneX(h), 17, clip(name, 40), "lane-head", "middle");
+    text(n, laneX(h), 32, "host " + h, "tlabel", "middle");
+    var t = el("title", {}, n);
+    t.textContent = name;
   });
 
   var selected = null;
@@ -402,6 +413,8 @@ const SCRIPT: &str = r##"
       gm.setAttribute("data-i", i);
       mark(gm, e.k, x, y);
       var label = e.k === "send" || e.k === "recv" ? e.x.split(" ").slice(0, 2).join(" ") : e.x;
+      var pm = pairOf[i];
+      if (pm && pm[1] === null) label = label + " " + (e.p || "") + " \u2715 never delivered";
       text(row, x + 10, y + 4, (e.c !== null && e.c !== undefined ? "c" + e.c + " " : "") + clip(label, Math.floor((LANE - 40) / 6.2)), "elabel mono");
       if (i === failing) el("circle", { cx: x, cy: y, r: 9, "class": "ring" }, row);
     }
@@ -420,12 +433,12 @@ const SCRIPT: &str = r##"
       el("line", { x1: x1 + 5 * dir, y1: y1, x2: x2 - 6 * dir, y2: y2, "marker-end": "url(#head)" }, g);
     } else {
       g = el("g", { "class": "lost-msg" }, arrows);
-      x2 = x1 + 60; y2 = y1 + ROW * 0.8;
+      x2 = x1 + 26; y2 = y1 + ROW * 0.85;
       el("line", { x1: x1 + 5, y1: y1, x2: x2, y2: y2, "marker-end": "url(#xhead)" }, g);
     }
     g.setAttribute("data-send", m[0]);
     lx = (x1 + x2) / 2; ly = (y1 + y2) / 2 - 4;
-    if (s.p !== null && s.p !== undefined) text(g, lx, ly, clip(s.p, 34), "mono", "middle");
+    if (m[1] !== null && s.p !== null && s.p !== undefined) text(g, lx, ly, clip(s.p, 34), "mono", "middle");
     var t = el("title", {}, g);
     t.textContent = s.x;
     g.addEventListener("click", function () { show(m[0]); });
