@@ -151,3 +151,29 @@ fn a_huge_trace_keeps_its_last_events_and_says_so() {
     assert_eq!(data["events"][0]["t"], 7);
     assert_eq!(data["failure"], serde_json::Value::Null);
 }
+
+#[test]
+fn sim_write_html_shows_the_runs_first_error() {
+    let sim = echo(3, b"hi\n");
+    sim.fail(crate::SimError::Invariant {
+        name: "demo".into(),
+        message: "went <wrong>".into(),
+    });
+    let dir = std::env::temp_dir().join(format!("torsion-html-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("run.html");
+    sim.write_html(&path, "echo seed 3").unwrap();
+    let (data, _) = split(&std::fs::read_to_string(&path).unwrap());
+    assert_eq!(data["failure"], sim.errors()[0].to_string());
+    assert!(data["failure"].as_str().unwrap().contains("went <wrong>"));
+    assert_eq!(
+        data["events"].as_array().unwrap().len(),
+        sim.trace().events().len()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    // An unwritable path is an error naming it, not a panic.
+    let err = sim
+        .write_html(&dir.join("no/such/dir/x.html"), "t")
+        .unwrap_err();
+    assert!(err.contains("x.html"), "{err}");
+}
