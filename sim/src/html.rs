@@ -1,6 +1,6 @@
 //! A trace as one self-contained HTML page: a space-time diagram with a lane per host, time
-//! downward, each TCP segment an arrow from its send to its receive, faults and crashes
-//! marked, details on hover or click, and the failing event highlighted.
+//! downward, each TCP segment or datagram an arrow from its send to its receipt, faults and
+//! crashes marked, details on hover or click, and the failing event highlighted.
 //!
 //! The page needs no network access: its style and script are inline, and the events are
 //! embedded as JSON that the script draws as SVG. Every string from the trace (host names,
@@ -43,7 +43,7 @@ fn preview(k: &Kind) -> Option<&str> {
     }
 }
 
-/// The page's data: hosts, events (the last [`MAX_EVENTS`]) and segments.
+/// The page's data: hosts, events (the last [`MAX_EVENTS`]) and messages (segments and datagrams).
 fn data(trace: &Trace, title: &str, failure: Option<&str>) -> Value {
     let all = trace.events();
     let skip = all.len().saturating_sub(MAX_EVENTS);
@@ -283,7 +283,7 @@ const SCRIPT: &str = r##"
   document.title = D.title + " - torsion trace";
   var nmsg = D.messages.length;
   document.getElementById("summary").textContent = D.hosts.length + " hosts \u00b7 " +
-    D.total + " events \u00b7 " + nmsg + " segments" +
+    D.total + " events \u00b7 " + nmsg + " messages" +
     (D.events.length ? " \u00b7 " + fmtTime(D.events[0].t) + " to " + fmtTime(D.events[D.events.length - 1].t) : "");
   if (D.failure !== null && D.failure !== undefined) {
     document.getElementById("failure").hidden = false;
@@ -307,12 +307,12 @@ const SCRIPT: &str = r##"
     var s = document.createElement("span");
     var svg = el("svg", { width: 22, height: 14 }, s);
     el("line", { x1: 1, y1: 7, x2: 21, y2: 7, stroke: "var(--send)", "stroke-width": 1.6 }, svg);
-    s.appendChild(document.createTextNode("segment sent \u2192 received"));
+    s.appendChild(document.createTextNode("message sent \u2192 received"));
     legend.appendChild(s);
     var s2 = document.createElement("span");
     var svg2 = el("svg", { width: 22, height: 14 }, s2);
     el("line", { x1: 1, y1: 7, x2: 21, y2: 7, stroke: "var(--crash)", "stroke-width": 1.6, "stroke-dasharray": "4 3" }, svg2);
-    s2.appendChild(document.createTextNode("segment never delivered"));
+    s2.appendChild(document.createTextNode("message never delivered"));
     legend.appendChild(s2);
   })();
 
@@ -356,6 +356,7 @@ const SCRIPT: &str = r##"
   var selected = null;
   var details = document.getElementById("details");
   var list = document.getElementById("details-list");
+  function connName(c) { return c === null || c === undefined ? "" : " c" + c; }
   function hostName(h) { return h === null || h === undefined ? "(world)" : (D.hosts[h] || "h" + h); }
   var pairOf = {};
   D.messages.forEach(function (m) { pairOf[m[0]] = m; if (m[1] !== null) { (pairOf["r" + m[1]] = pairOf["r" + m[1]] || []).push(m[0]); } });
@@ -370,11 +371,11 @@ const SCRIPT: &str = r##"
       ["host", hostName(e.h)], ["connection", e.c === null || e.c === undefined ? "-" : "c" + e.c], ["what", e.x]];
     var m = pairOf[i];
     if (m) {
-      items.push(["received", m[1] === null ? "never delivered" : "by " + hostName(ev[m[1]].h) + " c" + ev[m[1]].c + " at " + fmtTime(ev[m[1]].t) + " (+" + shortTime(ev[m[1]].t - e.t) + ")"]);
+      items.push(["received", m[1] === null ? "never delivered" : "by " + hostName(ev[m[1]].h) + connName(ev[m[1]].c) + " at " + fmtTime(ev[m[1]].t) + " (+" + shortTime(ev[m[1]].t - e.t) + ")"]);
     }
     var r = pairOf["r" + i];
     if (r) {
-      items.push(["sent", r.map(function (s) { return "by " + hostName(ev[s].h) + " c" + ev[s].c + " at " + fmtTime(ev[s].t); }).join("\n")]);
+      items.push(["sent", r.map(function (s) { return "by " + hostName(ev[s].h) + connName(ev[s].c) + " at " + fmtTime(ev[s].t); }).join("\n")]);
     }
     if (D.failure !== null && D.failure !== undefined && i === n - 1) items.push(["failure", D.failure]);
     items.forEach(function (p) {

@@ -109,14 +109,15 @@ pub struct Event {
     pub kind: Kind,
 }
 
-/// A TCP segment in a full trace: where it was sent and where it was delivered. Kept beside
-/// the events (neither hashed nor rendered), so a viewer can draw each segment as an arrow.
+/// A TCP segment or a datagram in a full trace: where it was sent and where it was
+/// delivered. Kept beside the events (neither hashed nor rendered), so that a viewer can draw
+/// each as an arrow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Message {
     /// The index of its `Send` event in [`Trace::events`].
     pub send: usize,
-    /// The index of the `Recv` event that delivered its last byte (`None`: dropped, or not
-    /// delivered before the run ended or the connection closed).
+    /// The index of the `Recv` event that delivered it (a segment's last byte; `None`:
+    /// dropped, or not delivered before the run ended or the connection closed).
     pub recv: Option<usize>,
 }
 
@@ -322,6 +323,42 @@ impl Trace {
         }
     }
 
+    /// Adds the send (`recv == false`) or receipt of a datagram on `host`, traced and
+    /// hashed as [`Trace::push_data`] does. A full trace keeps each send as a [`Message`]
+    /// and returns its index; a receipt names the message its send returned, and is paired
+    /// with it (a duplicate's second receipt becomes a message of its own, from the same
+    /// send).
+    pub fn push_datagram(
+        &mut self,
+        time: u64,
+        host: usize,
+        recv: bool,
+        data: &[u8],
+        message: Option<usize>,
+    ) -> Option<usize> {
+        self.push_data(time, Some(host), None, recv, data);
+        let at = self.events.as_ref()?.len() - 1;
+        if !recv {
+            self.messages.push(Message {
+                send: at,
+                recv: None,
+            });
+            return Some(self.messages.len() - 1);
+        }
+        let m = self.messages.get_mut(message?)?;
+        match m.recv {
+            None => m.recv = Some(at),
+            Some(_) => {
+                let send = m.send;
+                self.messages.push(Message {
+                    send,
+                    recv: Some(at),
+                });
+            }
+        }
+        None
+    }
+
     /// `n` bytes were delivered at the end `to` by event `at`: the segments they complete
     /// are paired with it.
     fn delivered(&mut self, at: usize, to: (usize, u64), mut n: usize) {
@@ -347,7 +384,8 @@ impl Trace {
         }
     }
 
-    /// The TCP segments sent, each with its send and receive events (full traces only).
+    /// The TCP segments and datagrams sent, each with its send and receive events (full
+    /// traces only).
     pub fn messages(&self) -> &[Message] {
         &self.messages
     }

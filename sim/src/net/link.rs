@@ -179,7 +179,7 @@ pub(crate) fn send(world: &Rc<World>, mut pkt: Packet) -> Fate {
         }
     }
     if v.fate != Fate::Reset {
-        match &pkt.payload {
+        match &mut pkt.payload {
             Payload::Data { bytes, .. } => world.record_segment(
                 pkt.from,
                 pkt.from_conn,
@@ -187,7 +187,9 @@ pub(crate) fn send(world: &Rc<World>, mut pkt: Packet) -> Fate {
                 (pkt.to, pkt.to_conn),
                 v.fate != Fate::Drop,
             ),
-            Payload::Datagram(d) => world.record_data(pkt.from, None, false, &d.data),
+            Payload::Datagram(d) => {
+                d.message = world.record_datagram(pkt.from, false, &d.data, None);
+            }
             _ => {}
         }
     }
