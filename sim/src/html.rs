@@ -467,9 +467,13 @@ const SCRIPT: &str = r##"
     sc.scrollTop = Math.max(0, rowY(failing) - sc.clientHeight / 2);
     show(failing);
   });
-  if (failing >= 0) {
+  // "#event=N" in the address opens event N (as a click on it would), else the failure.
+  var want = /^#event=(\d+)$/.exec(window.location.hash);
+  var focus = want ? parseInt(want[1], 10) : failing;
+  if (focus >= 0 && focus < n) {
     var sc0 = document.getElementById("scroller");
-    sc0.scrollTop = Math.max(0, rowY(failing) - sc0.clientHeight / 2);
+    sc0.scrollTop = Math.max(0, rowY(focus) - sc0.clientHeight / 2);
+    if (want) show(focus);
   }
 })();
 "##;

@@ -49,7 +49,7 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
-fn dump_dom(browser: &Path, page: &Path, profile: &Path) -> String {
+fn dump_dom(browser: &Path, page: &str, profile: &Path) -> String {
     let out = Command::new(browser)
         .args([
             "--headless",
@@ -63,7 +63,7 @@ fn dump_dom(browser: &Path, page: &Path, profile: &Path) -> String {
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("--dump-dom")
-        .arg(format!("file://{}", page.display()))
+        .arg(page)
         .output()
         .expect("chromium runs");
     assert!(
@@ -114,7 +114,8 @@ fn chromium_draws_a_lane_per_host_and_an_arrow_per_segment() {
     let page = dir.join("echo.html");
     let failure = "invariant 'demo' failed: <b>not bold</b>";
     std::fs::write(&page, trace_html(&trace, "echo, seed 2", Some(failure))).unwrap();
-    let dom = dump_dom(&browser, &page, &dir.join("profile"));
+    let url = format!("file://{}", page.display());
+    let dom = dump_dom(&browser, &url, &dir.join("profile"));
 
     let count = |class: &str| dom.matches(&format!("class=\"{class}\"")).count();
     assert_eq!(count("lane"), 3, "one lane per host");
@@ -142,4 +143,41 @@ fn chromium_draws_a_lane_per_host_and_an_arrow_per_segment() {
         dom.contains("&lt;/script&gt;&lt;img src"),
         "the preview is drawn"
     );
+
+    assert!(!dom.contains("<dt>time</dt>"), "no details before a click");
+
+    // An event's details, as a click shows them (`#event=N` opens event N at load).
+    let (i, send) = trace
+        .events()
+        .iter()
+        .enumerate()
+        .find(|(_, e)| matches!(e.kind, Kind::Send(..)))
+        .unwrap();
+    let dom = dump_dom(&browser, &format!("{url}#event={i}"), &dir.join("profile"));
+    let start = dom
+        .find("<dl id=\"details-list\">")
+        .expect("the details list");
+    let details = &dom[start..start + dom[start..].find("</dl>").unwrap()];
+    let time = format!(
+        "{}.{:09} s",
+        send.time / 1_000_000_000,
+        send.time % 1_000_000_000
+    );
+    let host = trace.host_name(send.host.unwrap());
+    let text = send
+        .kind
+        .to_string()
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    for want in [
+        format!("<dd>{time}  ({} ns)</dd>", send.time),
+        format!("<dd>{host}</dd>"),
+        format!("<dd>c{}</dd>", send.conn.unwrap()),
+        format!("<dd>{text}</dd>"),
+    ] {
+        assert!(details.contains(&want), "{want} in {details}");
+    }
+    assert!(details.contains("<dt>received</dt><dd>by "), "{details}");
+    assert!(dom.contains("class=\"on\""), "the details are shown");
 }
