@@ -197,6 +197,8 @@ h1 { font-size: 16px; margin: 0 0 4px; font-weight: 600; }
 .arrow:hover line, .arrow.sel line { stroke-width: 3; }
 .global line { stroke: var(--fault); stroke-dasharray: 6 4; stroke-width: 1.2; }
 .global text { fill: #8a5300; font-weight: 600; }
+.global.error line { stroke: var(--crash); }
+.global.error text { fill: #8c1d1d; }
 .failing .ring { stroke: var(--crash); stroke-width: 2.5; fill: none; }
 .failing .row-bg { fill: #fdecec; }
 .mark { cursor: pointer; }
@@ -312,7 +314,7 @@ const SCRIPT: &str = r##"
     var s2 = document.createElement("span");
     var svg2 = el("svg", { width: 22, height: 14 }, s2);
     el("line", { x1: 1, y1: 7, x2: 21, y2: 7, stroke: "var(--crash)", "stroke-width": 1.6, "stroke-dasharray": "4 3" }, svg2);
-    s2.appendChild(document.createTextNode("message never delivered"));
+    s2.appendChild(document.createTextNode("message not delivered"));
     legend.appendChild(s2);
   })();
 
@@ -371,7 +373,7 @@ const SCRIPT: &str = r##"
       ["host", hostName(e.h)], ["connection", e.c === null || e.c === undefined ? "-" : "c" + e.c], ["what", e.x]];
     var m = pairOf[i];
     if (m) {
-      items.push(["received", m[1] === null ? "never delivered" : "by " + hostName(ev[m[1]].h) + connName(ev[m[1]].c) + " at " + fmtTime(ev[m[1]].t) + " (+" + shortTime(ev[m[1]].t - e.t) + ")"]);
+      items.push(["received", m[1] === null ? "not delivered (dropped, or the run ended first)" : "by " + hostName(ev[m[1]].h) + connName(ev[m[1]].c) + " at " + fmtTime(ev[m[1]].t) + " (+" + shortTime(ev[m[1]].t - e.t) + ")"]);
     }
     var r = pairOf["r" + i];
     if (r) {
@@ -403,7 +405,7 @@ const SCRIPT: &str = r##"
     var title = el("title", {}, row);
     title.textContent = fmtTime(e.t) + "  " + hostName(e.h) + (e.c !== null && e.c !== undefined ? " c" + e.c : "") + "\n" + e.x;
     if (e.h === null || e.h === undefined) {
-      var g = el("g", { "class": "global" }, row);
+      var g = el("g", { "class": "global " + e.k }, row);
       el("line", { x1: GUTTER, y1: y, x2: width - 20, y2: y }, g);
       var mk = mark(g, e.k, GUTTER + 6, y);
       text(g, GUTTER + 18, y - 4, clip(e.x, 140), "mono");
@@ -415,7 +417,7 @@ const SCRIPT: &str = r##"
       mark(gm, e.k, x, y);
       var label = e.k === "send" || e.k === "recv" ? e.x.split(" ").slice(0, 2).join(" ") : e.x;
       var pm = pairOf[i];
-      if (pm && pm[1] === null) label = label + " " + (e.p || "") + " \u2715 never delivered";
+      if (pm && pm[1] === null) label = label + " " + (e.p || "") + " \u2715 not delivered";
       text(row, x + 10, y + 4, (e.c !== null && e.c !== undefined ? "c" + e.c + " " : "") + clip(label, Math.floor((LANE - 40) / 6.2)), "elabel mono");
       if (i === failing) el("circle", { cx: x, cy: y, r: 9, "class": "ring" }, row);
     }
