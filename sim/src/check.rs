@@ -17,7 +17,8 @@
 //! with them), the command that replays it, and the shrunk trace. It also writes a replay file
 //! (`<name>-<seed>.toml` under `$CARGO_TARGET_DIR/torsion-replays` when `CARGO_TARGET_DIR` is
 //! set, else `target/torsion-replays`) holding the check's name, the shrunk choices and the
-//! expected trace hash.
+//! expected trace hash, and next to it `<name>-<seed>.html`: the shrunk run's trace as a
+//! space-time diagram to open in a browser (see [`crate::html`]).
 //!
 //! Environment overrides, as in other Rust simulation harnesses:
 //! `TORSION_SEED=S` runs that one seed; `TORSION_SEEDS=N` runs N seeds; `TORSION_JOBS=J` runs
@@ -36,6 +37,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::shrink::{shrink, Attempt};
+use crate::trace::Trace;
 use crate::world::{Sim, SimBuilder, SimError};
 
 /// The body of a check: builds a world's hosts and workload, and runs it.
@@ -256,6 +258,15 @@ pub struct Report {
     pub test: Option<String>,
 }
 
+impl Report {
+    /// The trace viewer's page of the shrunk run (see [`crate::html`]), written next to the
+    /// replay file with the same stem, if it was written.
+    pub fn html_file(&self) -> Option<PathBuf> {
+        let page = self.replay_file.as_ref()?.with_extension("html");
+        page.is_file().then_some(page)
+    }
+}
+
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "check '{}' failed on seed {}", self.name, self.seed)?;
@@ -300,6 +311,9 @@ impl std::fmt::Display for Report {
                 }
                 Some(_) => writeln!(f, "          torsion-sim replay {p}  (shrunk schedule)")?,
             }
+        }
+        if let Some(p) = self.html_file() {
+            writeln!(f, "  viewer: {}  (open in a browser)", p.display())?;
         }
         writeln!(f, "shrunk trace (hash {:016x}):", self.trace_hash)?;
         f.write_str(&self.trace)
@@ -354,6 +368,8 @@ pub struct Outcome {
     pub choices: Vec<u64>,
     /// The rendered trace (if kept).
     pub trace: String,
+    /// The trace itself: its events if the world kept them (for [`crate::html`]).
+    pub full_trace: Trace,
     /// Simulated events run.
     pub steps: u64,
 }
@@ -371,9 +387,12 @@ pub fn run_once(make: &dyn Fn() -> Sim, body: &Body<'_>) -> Outcome {
     }
     let error = sim.errors().into_iter().next();
     let trace = sim.trace().render();
+    let hash = sim.trace_hash();
+    let full_trace = sim.take_trace();
     Outcome {
+        full_trace,
         error,
-        hash: sim.trace_hash(),
+        hash,
         faults: sim.describe_faults(),
         choices: sim.recorded_choices().unwrap_or_default(),
         trace,
@@ -579,6 +598,7 @@ fn report_with_file(
     error: SimError,
     run: Outcome,
 ) -> Report {
+    let full_trace = run.full_trace;
     let mut report = Report {
         name: opts.name.clone(),
         seed,
@@ -609,6 +629,14 @@ fn report_with_file(
             scenario: opts.scenario.clone(),
         };
         if file.save(&path).is_ok() {
+            // The trace viewer's page goes next to it, with the same stem.
+            let title = format!("{} seed {seed}", opts.name);
+            let _ = crate::html::write_trace_html(
+                &path.with_extension("html"),
+                &full_trace,
+                &title,
+                Some(&report.error),
+            );
             report.replay_file = Some(path);
         }
     }
@@ -1023,6 +1051,39 @@ mod tests {
         // Still broken: it fails, with the recorded error.
         let summary = sweep(&fixed, &Sim::builder, &naive_body);
         assert_eq!(summary.failure.expect("still fails").error, report.error);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failure_writes_the_viewer_page_next_to_its_replay_file() {
+        let dir = std::env::temp_dir().join(format!("torsion-replay-html-{}", std::process::id()));
+        let mut o = opts("naive lines");
+        o.replay_dir = Some(dir.clone());
+        let report = sweep(&o, &Sim::builder, &naive_body).failure.unwrap();
+        let replay = report.replay_file.clone().expect("a replay file");
+        let page = report.html_file().expect("a page");
+        assert_eq!(page, replay.with_extension("html"));
+        assert!(report
+            .to_string()
+            .contains(&format!("viewer: {}", page.display())));
+        let html = std::fs::read_to_string(&page).unwrap();
+        let open = "<script type=\"application/json\" id=\"trace-data\">";
+        let start = html.find(open).unwrap() + open.len();
+        let end = start + html[start..].find("</script>").unwrap();
+        let data: serde_json::Value = serde_json::from_str(&html[start..end]).unwrap();
+        // The shrunk run's trace, with the report's error as its failure.
+        assert_eq!(data["failure"], report.error.as_str());
+        assert_eq!(
+            data["events"].as_array().unwrap().len(),
+            report.trace.lines().count()
+        );
+        assert_eq!(data["title"], format!("naive lines seed {}", report.seed));
+        // Without a replay file, no page.
+        let mut none = opts("naive lines");
+        none.replay_dir = None;
+        let report = sweep(&none, &Sim::builder, &naive_body).failure.unwrap();
+        assert_eq!(report.html_file(), None);
+        assert!(!report.to_string().contains("viewer:"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -12,6 +12,9 @@
 //!   smaller ([`shrink`]) yields the simplest schedule that still fails;
 //! - the runner ([`check()`](fn@check)) sweeps seeds in parallel, and on a failure prints the seed, the
 //!   fault mix, the replay command and the shrunk trace, and writes a replay file;
+//! - a trace is also a page to open in a browser ([`html`], [`Sim::write_html`]): a
+//!   space-time diagram with a lane per host and an arrow per message, written next to each
+//!   failure's replay file;
 //! - user code marks its own rare paths with [`buggify!`], which the simulator takes now
 //!   and then, as a decision of the run (module [`buggify`](mod@buggify));
 //! - [`prop`] gives proptest strategies over schedules and fault plans, and
@@ -47,6 +50,7 @@ pub mod check;
 pub mod decide;
 pub mod faults;
 mod host;
+pub mod html;
 mod keyed;
 mod net;
 pub mod prop;

@@ -7,6 +7,7 @@
 //! snapshots. Two runs with the same hash had the same events in the same order: that is the
 //! determinism check.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::{self, Write as _};
 
 /// What happened.
@@ -108,6 +109,18 @@ pub struct Event {
     pub kind: Kind,
 }
 
+/// A TCP segment or a datagram in a full trace: where it was sent and where it was
+/// delivered. Kept beside the events (neither hashed nor rendered), so that a viewer can draw
+/// each as an arrow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The index of its `Send` event in [`Trace::events`].
+    pub send: usize,
+    /// The index of the `Recv` event that delivered it (a segment's last byte; `None`:
+    /// dropped, or not delivered before the run ended or the connection closed).
+    pub recv: Option<usize>,
+}
+
 /// The trace of a run: a running hash, and the events themselves when asked for.
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
@@ -116,6 +129,11 @@ pub struct Trace {
     events: Option<Vec<Event>>,
     hosts: Vec<String>,
     preview: usize,
+    /// Every segment sent (full traces only).
+    messages: Vec<Message>,
+    /// Per receiving end (host, connection): the segments on their way to it, in stream
+    /// order, as (index into `messages`, bytes not yet delivered).
+    flows: BTreeMap<(usize, u64), VecDeque<(usize, usize)>>,
 }
 
 /// How many bytes of a payload a trace hashes, and shows by default (see
@@ -210,6 +228,8 @@ impl Trace {
             events: full.then(Vec::new),
             hosts: Vec::new(),
             preview: PREVIEW,
+            messages: Vec::new(),
+            flows: BTreeMap::new(),
         }
     }
 
@@ -269,7 +289,119 @@ impl Trace {
                 conn,
                 kind,
             });
+            if let (true, Some(h), Some(c)) = (recv, host, conn) {
+                let at = events.len() - 1;
+                self.delivered(at, (h, c), data.len());
+            }
         }
+    }
+
+    /// Adds the send of a TCP segment from connection `conn` of `host` to the end `to`
+    /// (host, connection); `delivered` is false when the network drops it. Traced and hashed
+    /// as [`Trace::push_data`] does; a full trace also keeps it as a [`Message`], paired
+    /// with the receive that delivers its last byte.
+    pub fn push_segment(
+        &mut self,
+        time: u64,
+        host: usize,
+        conn: u64,
+        data: &[u8],
+        to: (usize, u64),
+        delivered: bool,
+    ) {
+        self.push_data(time, Some(host), Some(conn), false, data);
+        let Some(events) = &self.events else {
+            return;
+        };
+        let m = self.messages.len();
+        self.messages.push(Message {
+            send: events.len() - 1,
+            recv: None,
+        });
+        if delivered && !data.is_empty() {
+            self.flows.entry(to).or_default().push_back((m, data.len()));
+        }
+    }
+
+    /// Adds the send (`recv == false`) or receipt of a datagram on `host`, traced and
+    /// hashed as [`Trace::push_data`] does. A full trace keeps each send as a [`Message`]
+    /// and returns its index; a receipt names the message its send returned, and is paired
+    /// with it (a duplicate's second receipt becomes a message of its own, from the same
+    /// send).
+    pub fn push_datagram(
+        &mut self,
+        time: u64,
+        host: usize,
+        recv: bool,
+        data: &[u8],
+        message: Option<usize>,
+    ) -> Option<usize> {
+        self.push_data(time, Some(host), None, recv, data);
+        let at = self.events.as_ref()?.len() - 1;
+        if !recv {
+            self.messages.push(Message {
+                send: at,
+                recv: None,
+            });
+            return Some(self.messages.len() - 1);
+        }
+        let m = self.messages.get_mut(message?)?;
+        match m.recv {
+            None => m.recv = Some(at),
+            Some(_) => {
+                let send = m.send;
+                self.messages.push(Message {
+                    send,
+                    recv: Some(at),
+                });
+            }
+        }
+        None
+    }
+
+    /// `n` bytes were delivered at the end `to` by event `at`: the segments they complete
+    /// are paired with it.
+    fn delivered(&mut self, at: usize, to: (usize, u64), mut n: usize) {
+        let Some(queue) = self.flows.get_mut(&to) else {
+            return;
+        };
+        while n > 0 {
+            let Some(front) = queue.front_mut() else {
+                break;
+            };
+            let take = n.min(front.1);
+            front.1 -= take;
+            n -= take;
+            if front.1 == 0 {
+                if let Some(m) = self.messages.get_mut(front.0) {
+                    m.recv = Some(at);
+                }
+                queue.pop_front();
+            }
+        }
+        if queue.is_empty() {
+            self.flows.remove(&to);
+        }
+    }
+
+    /// The TCP segments and datagrams sent, each with its send and receive events (full
+    /// traces only).
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// The hosts' names, by index (as named with [`Trace::name_host`]).
+    pub fn host_names(&self) -> &[String] {
+        &self.hosts
+    }
+
+    /// A host's name, or `h<index>` for a host never named.
+    pub fn host_name(&self, index: usize) -> String {
+        self.hosts
+            .get(index)
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .unwrap_or_else(|| format!("h{index}"))
     }
 
     /// The running hash of every event so far.

@@ -179,11 +179,17 @@ pub(crate) fn send(world: &Rc<World>, mut pkt: Packet) -> Fate {
         }
     }
     if v.fate != Fate::Reset {
-        match &pkt.payload {
-            Payload::Data { bytes, .. } => {
-                world.record_data(pkt.from, Some(pkt.from_conn), false, bytes);
+        match &mut pkt.payload {
+            Payload::Data { bytes, .. } => world.record_segment(
+                pkt.from,
+                pkt.from_conn,
+                bytes,
+                (pkt.to, pkt.to_conn),
+                v.fate != Fate::Drop,
+            ),
+            Payload::Datagram(d) => {
+                d.message = world.record_datagram(pkt.from, false, &d.data, None);
             }
-            Payload::Datagram(d) => world.record_data(pkt.from, None, false, &d.data),
             _ => {}
         }
     }
