@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 
 use crate::defer::Failure;
-use crate::protocol::{Address, Connector, Protocol};
+use crate::protocol::{Address, Connector, Protocol, Transport};
 
 /// Builds a protocol for each new connection (Twisted's `Factory`).
 ///
@@ -121,6 +121,125 @@ where
 }
 
 impl<F> ClientFactory for FnFactory<F> where F: Fn(&Address) -> Option<Box<dyn Protocol>> + 'static {}
+
+/// A factory from a closure that builds the protocol itself (no boxing at the call site):
+/// the shortest way to give each connection a protocol holding shared state.
+///
+/// ```
+/// use std::{cell::Cell, rc::Rc};
+/// use torsion::protocol::{protocol_fn, Protocol};
+///
+/// struct Counter { bytes: Rc<Cell<usize>> }
+/// impl Protocol for Counter {
+///     fn data_received(&mut self, d: &[u8]) { self.bytes.set(self.bytes.get() + d.len()); }
+/// }
+/// let bytes = Rc::new(Cell::new(0));
+/// let factory = protocol_fn(move |_addr| Counter { bytes: bytes.clone() });
+/// ```
+pub fn protocol_fn<P, F>(f: F) -> Rc<ProtocolFn<F>>
+where
+    P: Protocol + 'static,
+    F: Fn(&Address) -> P + 'static,
+{
+    Rc::new(ProtocolFn(f))
+}
+
+/// The factory [`protocol_fn`] returns.
+pub struct ProtocolFn<F>(F);
+
+impl<P, F> Factory for ProtocolFn<F>
+where
+    P: Protocol + 'static,
+    F: Fn(&Address) -> P + 'static,
+{
+    fn build_protocol(&self, addr: &Address) -> Option<Box<dyn Protocol>> {
+        Some(Box::new((self.0)(addr)))
+    }
+}
+
+impl<P, F> ClientFactory for ProtocolFn<F>
+where
+    P: Protocol + 'static,
+    F: Fn(&Address) -> P + 'static,
+{
+}
+
+/// The one-shot client factory of
+/// [`ReactorTcpExt::connect_protocol`](crate::reactor::ReactorTcpExt::connect_protocol):
+/// builds its protocol once, wrapped so that `connected` fires with the transport.
+pub(crate) struct ConnectOnce<P> {
+    protocol: std::cell::RefCell<Option<P>>,
+    connected: crate::defer::Deferred<Transport>,
+}
+
+impl<P: Protocol + 'static> ConnectOnce<P> {
+    pub(crate) fn new(protocol: P) -> (Rc<Self>, crate::defer::Deferred<Transport>) {
+        let connected = crate::defer::Deferred::new();
+        let f = Rc::new(ConnectOnce {
+            protocol: std::cell::RefCell::new(Some(protocol)),
+            connected: connected.clone(),
+        });
+        (f, connected)
+    }
+}
+
+impl<P: Protocol + 'static> Factory for ConnectOnce<P> {
+    fn build_protocol(&self, _addr: &Address) -> Option<Box<dyn Protocol>> {
+        let inner = self.protocol.borrow_mut().take()?;
+        Some(Box::new(Announce {
+            inner,
+            connected: Some(self.connected.clone()),
+        }))
+    }
+}
+
+impl<P: Protocol + 'static> ClientFactory for ConnectOnce<P> {
+    fn client_connection_failed(&self, _connector: &Connector, reason: Failure) {
+        let _ = self.connected.errback(reason);
+    }
+}
+
+/// Runs `inner`, and fires `connected` with the transport once it is connected.
+struct Announce<P> {
+    inner: P,
+    connected: Option<crate::defer::Deferred<Transport>>,
+}
+
+impl<P: Protocol> Protocol for Announce<P> {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.inner.connection_made(transport);
+        if let Some(d) = self.connected.take() {
+            let _ = d.callback(transport.clone());
+        }
+    }
+    fn data_received(&mut self, data: &[u8]) {
+        self.inner.data_received(data);
+    }
+    fn connection_lost(&mut self, reason: Failure) {
+        self.inner.connection_lost(reason);
+    }
+    fn half_close(&self) -> bool {
+        self.inner.half_close()
+    }
+    fn read_connection_lost(&mut self) {
+        self.inner.read_connection_lost();
+    }
+    fn write_connection_lost(&mut self) {
+        self.inner.write_connection_lost();
+    }
+    fn pause_producing(&mut self) {
+        self.inner.pause_producing();
+    }
+    fn resume_producing(&mut self) {
+        self.inner.resume_producing();
+    }
+    fn stop_producing(&mut self) {
+        self.inner.stop_producing();
+    }
+    fn wrapped_protocol(&mut self) -> Option<&mut dyn Protocol> {
+        Some(&mut self.inner)
+    }
+}
 
 /// Counts, per factory, the ports and connectors using it, so that `start_factory` runs
 /// before the first and `stop_factory` after the last (Twisted's `doStart` / `doStop` and

@@ -12,7 +12,7 @@ mod address;
 mod connecting;
 mod connection;
 mod connector;
-mod factory;
+pub(crate) mod factory;
 mod producer;
 #[allow(clippy::module_inception)]
 mod protocol;
@@ -23,7 +23,10 @@ pub use address::{Address, AddressKind};
 pub use connecting::{ConnectIo, ConnectorCore};
 pub use connection::{CloseAction, Connection, EofAction};
 pub use connector::{Connector, ConnectorDriver, ConnectorState, WeakConnector};
-pub use factory::{factory_fn, ClientFactory, Factory, FactoryStarts, FnFactory, ForProtocol};
+pub use factory::{
+    factory_fn, protocol_fn, ClientFactory, Factory, FactoryStarts, FnFactory, ForProtocol,
+    ProtocolFn,
+};
 pub use producer::{
     Producer, ProducerError, PullProducer, PushProducer, HIGH_WATER_MARK, LOW_WATER_MARK,
 };

@@ -96,6 +96,21 @@ pub trait ReactorTcpExt: ReactorTcp {
     fn connect_tcp(&self, host: &str, port: u16, factory: Rc<dyn ClientFactory>) -> Connector {
         self.connect_tcp_with(host, port, factory, DEFAULT_CONNECT_TIMEOUT, None)
     }
+
+    /// Twisted's `connectProtocol`: connects once and runs `protocol` on the connection. The
+    /// Deferred fires with the connection's [`Transport`](crate::protocol::Transport) once it
+    /// is up — a handle to write to it or close it from anywhere (a reactor timer, a test) —
+    /// or fails with why the connection could not be made.
+    fn connect_protocol<P: crate::protocol::Protocol + 'static>(
+        &self,
+        host: &str,
+        port: u16,
+        protocol: P,
+    ) -> Deferred<crate::protocol::Transport> {
+        let (factory, connected) = crate::protocol::factory::ConnectOnce::new(protocol);
+        self.connect_tcp(host, port, factory);
+        connected
+    }
 }
 
 impl<R: ReactorTcp + ?Sized> ReactorTcpExt for R {}

@@ -693,3 +693,38 @@ fn the_preview_length_is_configurable_and_does_not_change_the_hash() {
     assert!(short.contains("\"hell\"..."), "{short}");
     assert!(!long.contains("..."), "{long}");
 }
+
+/// Collects what it receives.
+struct Collect(Rc<RefCell<Vec<u8>>>);
+impl Protocol for Collect {
+    fn data_received(&mut self, d: &[u8]) {
+        self.0.borrow_mut().extend_from_slice(d);
+    }
+}
+
+#[test]
+fn connect_protocol_hands_back_the_transport_to_drive_from_a_timer() {
+    use torsion::reactor::ReactorTimeExt;
+    let sim = Sim::new(4);
+    sim.host("server")
+        .listen_tcp(7, ForProtocol::<Echo>::new())
+        .unwrap();
+    let client = sim.host("client");
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let connected = client.connect_protocol("server", 7, Collect(got.clone()));
+    let c = client.clone();
+    let _ = connected.add_callback(move |t: Transport| {
+        // A reactor timer, not the protocol, writes and closes.
+        let t2 = t.clone();
+        c.call_later(Duration::from_millis(5), move || t.write(b"from a timer"));
+        c.call_later(Duration::from_millis(500), move || t2.lose_connection());
+        Ok::<(), Failure>(())
+    });
+    sim.run_until_idle();
+    assert_eq!(&*got.borrow(), b"from a timer");
+    // Nothing listens on port 8: the Deferred fails with the refusal.
+    let refused = client.connect_protocol("server", 8, Collect(Rc::default()));
+    sim.run_until_idle();
+    let failure = refused.take_result().expect("fired").unwrap_err();
+    assert!(failure.to_string().contains("refused"), "{failure}");
+}
