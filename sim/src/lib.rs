@@ -50,6 +50,7 @@ mod host;
 mod keyed;
 mod net;
 pub mod prop;
+mod ranked;
 pub mod scenario;
 pub mod shrink;
 mod snapshot;

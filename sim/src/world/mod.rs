@@ -24,7 +24,6 @@ mod sim;
 mod tests;
 
 use std::cell::{Cell, RefCell};
-use std::collections::BinaryHeap;
 use std::rc::Rc;
 
 use torsion::reactor::TimerQueue;
@@ -35,7 +34,7 @@ pub use sim::{Sim, Stop};
 
 use crate::decide::Decisions;
 use crate::host::{Host, HostState};
-use crate::keyed::{At, MAX_INDEX, MAX_SEQ};
+use crate::keyed::MAX_SEQ;
 use crate::net::Net;
 use crate::trace::{Event, Kind, Trace};
 
@@ -55,32 +54,17 @@ pub(crate) struct World {
     pub(crate) next_conn: Cell<u64>,
     /// World-level events (fault schedules, deadlines), on the shared sequence.
     pub(crate) sys: TimerQueue,
-    /// Every (global time, sequence, host) ever scheduled, as an index over the hosts'
-    /// queues (`SYS` for the world's own). Entries whose call was cancelled or moved are
-    /// found stale and dropped when they surface: see [`sched`].
-    pub(crate) wakeups: RefCell<BinaryHeap<At>>,
+    /// The scheduler's index of every queue's earliest event (see [`sched`]).
+    pub(crate) sched: RefCell<sched::Sched>,
     /// Calls from other threads (`call_from_thread`). A simulated world has no threads of
     /// its own; these come from the test harness, and run before the next event.
     pub(crate) thread_calls: torsion::reactor::ThreadCallQueue,
-    /// Scratch space for the scheduler.
-    pub(crate) scratch: RefCell<sched::Scratch>,
     /// The `buggify!` sites this run has enabled.
     pub(crate) buggify: crate::buggify::Sites,
 }
 
-/// The host index of the world's own queue in `wakeups`.
+/// The queue index of the world's own queue (hosts are numbered from 0).
 pub(crate) const SYS: usize = usize::MAX;
-
-/// `SYS` as a wakeup entry's index.
-pub(crate) const SYS_SLOT: u32 = MAX_INDEX - 1;
-
-/// The queue a wakeup entry names.
-pub(crate) fn queue_of(e: &At) -> usize {
-    match e.index() {
-        SYS_SLOT => SYS,
-        i => i as usize,
-    }
-}
 
 impl World {
     pub(crate) fn record(&self, host: Option<usize>, conn: Option<u64>, kind: Kind) {
@@ -104,16 +88,22 @@ impl World {
         self.errors.borrow_mut().push(error);
     }
 
-    /// Indexes a call scheduled at global time `at` on queue `index` (a host, or `SYS`).
-    pub(crate) fn wake(&self, at: u64, seq: u64, index: usize) {
-        if !self.seq_fits(seq) {
-            return;
+    /// Notes that the earliest event of queue `index` (a host's timers and the packets
+    /// coming to it, or `SYS`) may have changed; the scheduler looks again before the next
+    /// step.
+    pub(crate) fn touch(&self, index: usize) {
+        let touched = self.sched.borrow_mut().touch(index);
+        if let Err(e) = touched {
+            self.fail(e);
         }
-        let slot = if index == SYS { SYS_SLOT } else { index as u32 };
-        if index != SYS && index >= SYS_SLOT as usize {
-            self.fail(SimError::Capacity { what: "2^24 hosts" });
-        } else {
-            self.wakeups.borrow_mut().push(At::new(at, seq, slot));
+    }
+
+    /// A timer queue changed (a call scheduled, moved or cancelled on queue `index`): the
+    /// scheduler looks at it again, and a run whose calls outgrow the sequence space fails.
+    pub(crate) fn timers_changed(&self, index: usize) {
+        // The last sequence drawn is one below the counter.
+        if self.seq_fits(self.seq.get().saturating_sub(1)) {
+            self.touch(index);
         }
     }
 

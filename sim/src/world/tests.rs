@@ -306,3 +306,99 @@ fn host_stop_and_crash_follow_the_engine_lifecycle() {
     sim.run_until_idle();
     assert_eq!(fired.get(), 1, "the old process's trigger died with it");
 }
+
+/// `n` client hosts each connect to one server 1 ms in (all at the same instant, so the
+/// decision source chooses among `n` due hosts again and again) and echo one message.
+/// Returns the run's steps and the scheduler's work.
+fn star_echo(n: usize) -> (u64, u64) {
+    let sim = Sim::new(1);
+    let server = sim.host("server");
+    server.listen_tcp(7, ForProtocol::<Echo>::new()).unwrap();
+    let mut gots = Vec::new();
+    for i in 0..n {
+        let c = sim.host(&format!("c{i}"));
+        let got = Rc::new(RefCell::new(Vec::new()));
+        gots.push(got.clone());
+        let f = Rc::new(PingerFactory {
+            got,
+            lost: Rc::default(),
+            failed: Rc::default(),
+        });
+        let c2 = c.clone();
+        c.call_later(Duration::from_millis(1), move || {
+            c2.connect_tcp("server", 7, f);
+        });
+    }
+    assert_eq!(sim.run_until_idle(), Stop::Idle);
+    assert!(sim.errors().is_empty(), "{:?}", sim.errors());
+    for got in &gots {
+        assert_eq!(&*got.borrow(), b"hello, simulated world");
+    }
+    let work = sim.world.sched.borrow().work();
+    (sim.steps(), work)
+}
+
+/// The scheduler's work per event (queue fronts looked up, entries of its ordered set
+/// visited) does not grow with the number of hosts beyond the logarithm of an ordered set:
+/// ten times the hosts, at most twice the work per event. (Before, every step with several
+/// hosts due at one instant looked at every due entry, so that n hosts starting together
+/// cost O(n) per event: ten times the hosts, ten times the work per event.)
+#[test]
+fn scheduler_work_per_event_does_not_grow_with_hosts() {
+    let (steps_small, work_small) = star_echo(100);
+    let (steps_large, work_large) = star_echo(1000);
+    assert!(
+        steps_large >= 9 * steps_small,
+        "{steps_small} → {steps_large}"
+    );
+    let small = work_small as f64 / steps_small as f64;
+    let large = work_large as f64 / steps_large as f64;
+    eprintln!("work per event: {small:.1} at 100 hosts, {large:.1} at 1,000");
+    assert!(large < 2.0 * small, "{small:.1} → {large:.1}");
+    assert!(large < 100.0, "{large:.1}");
+}
+
+/// The scheduler keeps each host's earliest event up to date through everything that moves
+/// it: a front timer cancelled, another reset to later or delayed, a host crashed with
+/// timers pending, calls scheduled from another host's event.
+#[test]
+fn moved_and_cancelled_front_timers_are_seen_by_the_scheduler() {
+    let sim = Sim::new(0);
+    let (a, b, c) = (sim.host("a"), sim.host("b"), sim.host("c"));
+    let log: Shared<Vec<(u64, &str)>> = Rc::default();
+    let at = |h: &Host, secs: u64, what: &'static str| {
+        let (log, h2) = (log.clone(), h.clone());
+        h.call_later(Duration::from_secs(secs), move || {
+            log.borrow_mut()
+                .push((h2.seconds().as_nanos() / 1_000_000_000, what));
+        })
+    };
+    let cancelled = at(&a, 1, "a cancelled");
+    let reset = at(&a, 2, "a reset to 6");
+    let delayed = at(&b, 3, "b delayed to 5");
+    at(&b, 4, "b");
+    at(&c, 1, "c crashed");
+    cancelled.cancel().unwrap();
+    reset.reset(Duration::from_secs(6)).unwrap();
+    delayed.delay(Duration::from_secs(2)).unwrap();
+    c.crash();
+    // From an event on b, a call on a that becomes a's front.
+    let (a2, log2) = (a.clone(), log.clone());
+    b.call_later(Duration::from_millis(4500), move || {
+        let log3 = log2.clone();
+        a2.call_later(Duration::ZERO, move || {
+            log3.borrow_mut().push((4, "a from b"))
+        });
+    });
+    assert_eq!(sim.run_until_idle(), Stop::Idle);
+    assert_eq!(
+        *log.borrow(),
+        vec![
+            (4, "b"),
+            (4, "a from b"),
+            (5, "b delayed to 5"),
+            (6, "a reset to 6")
+        ]
+    );
+    assert_eq!(sim.now().as_nanos(), 6_000_000_000);
+}
