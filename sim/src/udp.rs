@@ -98,12 +98,10 @@ impl DatagramTransportDriver for SimUdp {
         let Some(world) = st.world() else {
             return Err(UdpError::Closed);
         };
-        let dest_host = world
-            .hosts
-            .borrow()
-            .iter()
-            .find(|h| std::net::IpAddr::V4(h.ip()) == dest.addr.ip())
-            .map(|h| h.st.index);
+        let dest_host = match dest.addr.ip() {
+            std::net::IpAddr::V4(ip) => world.host_at(ip),
+            std::net::IpAddr::V6(_) => None,
+        };
         let Some(to) = dest_host else {
             world.record_data(st.index, None, false, data);
             return Ok(()); // nobody there: the datagram is lost

@@ -126,6 +126,8 @@ impl SimBuilder {
             seq,
             decide: RefCell::new(decide),
             hosts: RefCell::new(Vec::new()),
+            names: RefCell::default(),
+            addrs: RefCell::default(),
             net,
             trace: RefCell::new(trace),
             errors: RefCell::new(Vec::new()),

@@ -24,6 +24,8 @@ mod sim;
 mod tests;
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::rc::Rc;
 
 use torsion::reactor::TimerQueue;
@@ -46,6 +48,9 @@ pub(crate) struct World {
     pub(crate) seq: Rc<Cell<u64>>,
     pub(crate) decide: RefCell<Decisions>,
     pub(crate) hosts: RefCell<Vec<Host>>,
+    /// Hosts by name, and by address (the first host that has it, should two share one).
+    pub(crate) names: RefCell<BTreeMap<String, usize>>,
+    pub(crate) addrs: RefCell<BTreeMap<Ipv4Addr, usize>>,
     pub(crate) net: Net,
     pub(crate) trace: RefCell<Trace>,
     pub(crate) errors: RefCell<Vec<SimError>>,
@@ -134,6 +139,24 @@ impl World {
     /// run user code, which may add hosts).
     pub(crate) fn with_host<R>(&self, index: usize, f: impl FnOnce(&HostState) -> R) -> Option<R> {
         self.hosts.borrow().get(index).map(|h| f(&h.st))
+    }
+
+    /// The host named `name`, or else the one whose address reads `name`.
+    pub(crate) fn resolve(&self, name: &str) -> Option<usize> {
+        if let Some(&i) = self.names.borrow().get(name) {
+            return Some(i);
+        }
+        // Only an address written as the host's own would be (no leading zeros, no spaces).
+        let ip: Ipv4Addr = name.parse().ok()?;
+        if ip.to_string() != name {
+            return None;
+        }
+        self.host_at(ip)
+    }
+
+    /// The (first) host with address `ip`.
+    pub(crate) fn host_at(&self, ip: Ipv4Addr) -> Option<usize> {
+        self.addrs.borrow().get(&ip).copied()
     }
 
     /// A host's name, or "" for an index no host has.

@@ -402,3 +402,42 @@ fn moved_and_cancelled_front_timers_are_seen_by_the_scheduler() {
     );
     assert_eq!(sim.now().as_nanos(), 6_000_000_000);
 }
+
+/// A host is found by its name, or by its address written as the host's own would be; a
+/// name that is neither is refused. (Both go through an index, not a walk over the hosts.)
+#[test]
+fn connect_finds_hosts_by_name_or_address() {
+    let outcome = |dest: &str| {
+        let sim = Sim::new(0);
+        let server = sim.host("server");
+        server.listen_tcp(7, ForProtocol::<Echo>::new()).unwrap();
+        let client = sim.host("client");
+        assert_eq!(client.ip().to_string(), "10.0.0.2");
+        let (got, failed) = (Rc::new(RefCell::new(Vec::new())), Rc::default());
+        let f = Rc::new(PingerFactory {
+            got: got.clone(),
+            lost: Rc::default(),
+            failed: Rc::clone(&failed),
+        });
+        client.connect_tcp(dest, 7, f);
+        sim.run_until_idle();
+        let echoed = got.borrow().len();
+        let failed = failed.borrow().clone();
+        (echoed, failed)
+    };
+    assert_eq!(outcome("server"), (22, vec![]));
+    assert_eq!(outcome("10.0.0.1"), (22, vec![]));
+    for nowhere in ["10.0.0.01", "10.0.0.9", " 10.0.0.1", "serve"] {
+        let (echoed, failed) = outcome(nowhere);
+        assert_eq!(echoed, 0, "{nowhere}");
+        assert_eq!(failed.len(), 1, "{nowhere}");
+    }
+    // Many hosts: each is found by its own name.
+    let sim = Sim::new(0);
+    let hosts: Vec<Host> = (0..600).map(|i| sim.host(&format!("h{i}"))).collect();
+    for (i, h) in hosts.iter().enumerate() {
+        assert_eq!(sim.host(&format!("h{i}")).ip(), h.ip());
+        assert_eq!(sim.world.resolve(&h.ip().to_string()), Some(i));
+    }
+    assert_eq!(sim.hosts().len(), 600);
+}
