@@ -55,6 +55,8 @@ pub(crate) struct HostState {
     pub(crate) incarnation: Cell<u32>,
     life: RefCell<Rc<Lifecycle>>,
     pub(crate) listeners: RefCell<BTreeMap<u16, Listener>>,
+    /// Open UDP ports, by port (a crash leaves them open; they close with the world).
+    pub(crate) udp_ports: RefCell<BTreeMap<u16, crate::udp::Slot>>,
     pub(crate) conns: RefCell<BTreeMap<u64, Rc<SimConn>>>,
     pub(crate) starts: RefCell<FactoryStarts>,
     next_port: Cell<u16>,
@@ -84,6 +86,7 @@ impl HostState {
             incarnation: Cell::new(0),
             life: RefCell::new(booted()),
             listeners: RefCell::new(BTreeMap::new()),
+            udp_ports: RefCell::new(BTreeMap::new()),
             conns: RefCell::new(BTreeMap::new()),
             starts: RefCell::new(FactoryStarts::new()),
             next_port: Cell::new(32768),

@@ -20,20 +20,8 @@ use crate::host::{Host, HostState};
 use crate::net::link::{self, Packet, Payload};
 use crate::world::World;
 
-thread_local! {
-    /// Open UDP ports: (host index, port) → protocol slot. Kept per thread; each world's
-    /// hosts have distinct `Weak` owners, and entries of dropped worlds are pruned on use.
-    static PORTS: RefCell<Vec<Port>> = const { RefCell::new(Vec::new()) };
-}
-
-struct Port {
-    host: Weak<HostState>,
-    port: u16,
-    protocol: Slot,
-}
-
 /// A port's protocol, taken out while it runs.
-type Slot = Rc<RefCell<Option<Box<dyn DatagramProtocol>>>>;
+pub(crate) type Slot = Rc<RefCell<Option<Box<dyn DatagramProtocol>>>>;
 
 /// A datagram in flight.
 #[derive(Clone)]
@@ -67,14 +55,9 @@ struct SimUdp {
     connected: RefCell<Option<Address>>,
 }
 
-fn lookup(host: &Rc<HostState>, port: u16) -> Option<Slot> {
-    PORTS.with(|p| {
-        let mut p = p.borrow_mut();
-        p.retain(|e| e.host.strong_count() > 0);
-        p.iter()
-            .find(|e| e.port == port && e.host.upgrade().is_some_and(|h| Rc::ptr_eq(&h, host)))
-            .map(|e| e.protocol.clone())
-    })
+/// The protocol listening on `port` of `host`.
+fn lookup(host: &HostState, port: u16) -> Option<Slot> {
+    host.udp_ports.borrow().get(&port).cloned()
 }
 
 impl DatagramTransportDriver for SimUdp {
@@ -129,12 +112,7 @@ impl DatagramTransportDriver for SimUdp {
     fn stop_listening(&self) -> Deferred<()> {
         if let Some(st) = self.host.upgrade() {
             let port = self.addr.port();
-            let slot = lookup(&st, port);
-            PORTS.with(|p| {
-                p.borrow_mut().retain(|e| {
-                    !(e.port == port && e.host.upgrade().is_some_and(|h| Rc::ptr_eq(&h, &st)))
-                })
-            });
+            let slot = st.udp_ports.borrow_mut().remove(&port);
             if let Some(slot) = slot {
                 let taken = slot.borrow_mut().take();
                 if let Some(mut p) = taken {
@@ -173,12 +151,9 @@ pub(crate) fn listen(
         connected: RefCell::new(None),
     }));
     protocol.start_protocol(&transport);
-    PORTS.with(|p| {
-        p.borrow_mut().push(Port {
-            host: Rc::downgrade(&host.st),
-            port,
-            protocol: Rc::new(RefCell::new(Some(protocol))),
-        })
-    });
+    host.st
+        .udp_ports
+        .borrow_mut()
+        .insert(port, Rc::new(RefCell::new(Some(protocol))));
     Ok(transport)
 }

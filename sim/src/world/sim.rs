@@ -50,6 +50,8 @@ impl Drop for Sim {
         let hosts = std::mem::take(&mut *self.world.hosts.borrow_mut());
         for h in &hosts {
             h.st.teardown();
+            let ports = std::mem::take(&mut *h.st.udp_ports.borrow_mut());
+            drop(ports);
         }
         drop(hosts);
         if let Some(previous) = self.previous_hook.borrow_mut().take() {
