@@ -128,14 +128,12 @@ impl HostState {
             next_port: Cell::new(32768),
             startup: RefCell::new(None),
         });
-        let (w, me) = (Rc::downgrade(world), Rc::downgrade(&st));
-        st.queue
-            .set_push_observer(Some(Rc::new(move |t: Instant, seq| {
-                if let (Some(w), Some(me)) = (w.upgrade(), me.upgrade()) {
-                    let global = me.global_time(t.as_nanos());
-                    w.wake(global, seq, me.index);
-                }
-            })));
+        let w = Rc::downgrade(world);
+        st.queue.set_change_observer(Some(Rc::new(move || {
+            if let Some(w) = w.upgrade() {
+                w.timers_changed(index);
+            }
+        })));
         st
     }
 

@@ -1,5 +1,6 @@
-//! Entries of the simulator's min-heaps (segments in flight, queue wakeups), ordered by
-//! (time, sequence), each carrying a small index (a slot, or a queue).
+//! Entries of the simulator's event orders (the per-host heaps of segments in flight, the
+//! scheduler's set of queue fronts), ordered by (time, sequence), each carrying a small
+//! index (a slot, or a queue).
 //!
 //! An entry is one `u128`: time in the high 64 bits, then the sequence in 40 bits, then the
 //! index in 24. Comparing entries is then a single wide compare with no data-dependent
@@ -48,6 +49,16 @@ impl At {
     pub(crate) fn index(&self) -> u32 {
         (self.0 as u32) & (MAX_INDEX - 1)
     }
+
+    /// The packed word: ascending order of words is (time, sequence, index) order.
+    pub(crate) fn raw(&self) -> u128 {
+        self.0
+    }
+
+    /// An entry from its packed word.
+    pub(crate) fn from_raw(raw: u128) -> Self {
+        At(raw)
+    }
 }
 
 impl PartialOrd for At {
@@ -63,36 +74,9 @@ impl Ord for At {
     }
 }
 
-/// Visits every entry of a `BinaryHeap<At>` (as its slice) due at time `t`, stopping
-/// early when `f` returns `true` (and then returning `true`). In the heap every entry at
-/// the minimum time hangs from the root through entries at that time, so the walk stops
-/// at later ones and touches only the due entries and their children. `t` must be the
-/// root's time (or earlier, and then nothing is due). `stack` is scratch space.
-pub(crate) fn any_at(
-    heap: &[At],
-    t: u64,
-    stack: &mut Vec<usize>,
-    mut f: impl FnMut(&At) -> bool,
-) -> bool {
-    stack.clear();
-    stack.push(0);
-    while let Some(i) = stack.pop() {
-        let Some(e) = heap.get(i) else { continue };
-        if e.time() != t {
-            continue;
-        }
-        if f(e) {
-            return true;
-        }
-        stack.push(2 * i + 1);
-        stack.push(2 * i + 2);
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{any_at, At, MAX_INDEX, MAX_SEQ};
+    use super::{At, MAX_INDEX, MAX_SEQ};
     use std::collections::BinaryHeap;
 
     #[test]
@@ -129,26 +113,5 @@ mod tests {
         let e = At::new(7, 8, 9);
         assert_eq!((e.time(), e.key(), e.index()), (7, (7, 8), 9));
         assert_eq!(std::mem::size_of::<At>(), 16);
-    }
-
-    #[test]
-    fn any_at_visits_exactly_the_entries_due_at_the_minimum() {
-        let mut heap = BinaryHeap::new();
-        // Many entries at time 10 spread through the heap, and later ones.
-        for seq in 0..200u64 {
-            let t = if seq % 3 == 0 { 10 } else { 10 + seq };
-            heap.push(At::new(t, seq, seq as u32));
-        }
-        let mut stack = Vec::new();
-        let mut seen = Vec::new();
-        let stopped = any_at(heap.as_slice(), 10, &mut stack, |e| {
-            seen.push(e.index());
-            false
-        });
-        assert!(!stopped);
-        seen.sort_unstable();
-        assert_eq!(seen, (0..200).filter(|s| s % 3 == 0).collect::<Vec<_>>());
-        assert!(any_at(heap.as_slice(), 10, &mut stack, |e| e.index() == 99));
-        assert!(!any_at(heap.as_slice(), 10, &mut stack, |e| e.index() == 98));
     }
 }

@@ -54,6 +54,7 @@ pub mod html;
 mod keyed;
 mod net;
 pub mod prop;
+mod ranked;
 pub mod scenario;
 pub mod shrink;
 #[doc(hidden)]

@@ -67,7 +67,7 @@ pub use threads::{
     ThreadWork,
 };
 pub use time::{Instant, ReactorTime, ReactorTimeExt};
-pub use timer::{DelayedCall, PushObserver, TimerQueue};
+pub use timer::{ChangeObserver, DelayedCall, TimerQueue};
 /// Every capability at once: what a protocol or application holds as `Rc<dyn Reactor>`.
 /// Implemented for anything that has them all (the real reactor, each simulated host,
 /// `MemoryReactor`).

@@ -59,15 +59,16 @@ impl Ord for HeapItem {
     }
 }
 
-/// Told of every (deadline, sequence) a queue schedules, including resets and delays.
-pub type PushObserver = Rc<dyn Fn(Instant, u64)>;
+/// Told whenever a queue's earliest pending call may have changed other than by
+/// [`TimerQueue::pop_due`]: a call scheduled, reset, delayed or cancelled.
+pub type ChangeObserver = Rc<dyn Fn()>;
 
 struct Inner {
     now: Cell<Instant>,
     next_seq: Rc<Cell<u64>>,
     active: Cell<usize>,
     heap: RefCell<BinaryHeap<HeapItem>>,
-    observer: RefCell<Option<PushObserver>>,
+    observer: RefCell<Option<ChangeObserver>>,
 }
 
 impl Inner {
@@ -82,9 +83,14 @@ impl Inner {
             entry: entry.clone(),
         });
         self.compact();
+        self.changed();
+    }
+
+    /// Tells the observer, if any, that the queue changed.
+    fn changed(&self) {
         let observer = self.observer.borrow().clone();
         if let Some(f) = observer {
-            f(time, seq);
+            f();
         }
     }
 
@@ -153,10 +159,11 @@ impl TimerQueue {
         }
     }
 
-    /// Calls `f` with the (deadline, sequence) of every call scheduled from now on, including
-    /// resets and delays: a driver watching several queues keeps its own index with it (the
-    /// simulator does) instead of scanning them all.
-    pub fn set_push_observer(&self, f: Option<PushObserver>) {
+    /// Calls `f` after every change that may move the earliest pending call, other than the
+    /// driver's own [`pop_due`](Self::pop_due): a call scheduled, reset, delayed or cancelled
+    /// (one by one when the queue is cleared). A driver watching several queues keeps its own
+    /// index of their fronts with it (the simulator does) instead of scanning them all.
+    pub fn set_change_observer(&self, f: Option<ChangeObserver>) {
         *self.inner.observer.borrow_mut() = f;
     }
 
@@ -329,6 +336,7 @@ impl DelayedCall {
         if let Some(q) = self.queue.upgrade() {
             q.active.set(q.active.get() - 1);
             q.compact();
+            q.changed();
         }
         drop(old); // outside any borrow: the closure's captures may have Drop impls
         Ok(())
@@ -482,6 +490,30 @@ mod tests {
         q.clear();
         assert!(pending.cancelled());
         assert_eq!(live.get(), 0, "clear drops pending closures");
+    }
+
+    #[test]
+    fn the_change_observer_hears_every_change_but_pops() {
+        let q = TimerQueue::new();
+        let heard = Rc::new(Cell::new(0u32));
+        let h = heard.clone();
+        q.set_change_observer(Some(Rc::new(move || h.set(h.get() + 1))));
+        let a = q.call_later(secs(1), || {});
+        let b = q.call_later(secs(2), || {});
+        assert_eq!(heard.get(), 2, "scheduled");
+        a.reset(secs(3)).unwrap();
+        a.delay(secs(1)).unwrap();
+        assert_eq!(heard.get(), 4, "reset and delayed");
+        b.cancel().unwrap();
+        assert_eq!(heard.get(), 5, "cancelled");
+        assert!(b.cancel().is_err());
+        assert_eq!(heard.get(), 5, "a failed cancel changes nothing");
+        q.call_later(secs(9), || {});
+        q.clear();
+        assert_eq!(heard.get(), 8, "one per call cleared");
+        q.call_later(secs(1), || {});
+        drain(&q, Instant::ZERO + secs(1));
+        assert_eq!(heard.get(), 9, "the driver's own pops are not reported");
     }
 
     #[test]

@@ -84,17 +84,6 @@ pub(crate) fn stop_listening(st: &HostState, port: u16) {
     }
 }
 
-fn resolve(world: &World, dest: &str) -> Option<usize> {
-    let hosts = world.hosts.borrow();
-    if let Some(h) = hosts.iter().find(|h| h.name() == dest) {
-        return Some(h.st.index);
-    }
-    hosts
-        .iter()
-        .find(|h| h.ip().to_string() == dest)
-        .map(|h| h.st.index)
-}
-
 /// The I/O half of a simulated connector: a SYN across the link. The state machine (attempts,
 /// the timeout, factory start/stop, failed/lost) is the engine's [`ConnectorCore`], the same
 /// one the real reactor drives.
@@ -113,7 +102,7 @@ impl ConnectIo for SimConnectIo {
             return;
         };
         let peer = format!("{}:{}", self.dest, self.port);
-        let Some(server) = resolve(&world, &self.dest) else {
+        let Some(server) = world.resolve(&self.dest) else {
             // No such host: refused on the spot, on the next turn.
             let core = core.clone();
             st.schedule_global(world.now.get(), move || {
@@ -147,7 +136,7 @@ impl ConnectIo for SimConnectIo {
             .host
             .upgrade()
             .and_then(|st| st.world())
-            .and_then(|w| resolve(&w, &self.dest).and_then(|i| w.host(i)))
+            .and_then(|w| w.resolve(&self.dest).and_then(|i| w.host(i)))
             .map_or(std::net::Ipv4Addr::UNSPECIFIED, |h| h.ip());
         Address::tcp(SocketAddr::from((ip, self.port)))
     }

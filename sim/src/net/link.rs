@@ -261,11 +261,13 @@ fn transmit(world: &Rc<World>, pkt: Packet, delay: u64, ordered: bool) {
     if !world.seq_fits(seq) {
         return;
     }
+    let to = pkt.to;
     let full = world.net.link.flight.borrow_mut().insert(at, seq, pkt);
-    if full.is_err() {
-        world.fail(SimError::Capacity {
+    match full {
+        Ok(()) => world.touch(to),
+        Err(_) => world.fail(SimError::Capacity {
             what: "2^24 segments in flight",
-        });
+        }),
     }
 }
 

@@ -625,3 +625,44 @@ fn a_spike_is_traced_where_it_takes_effect() {
     assert!(!spikes.is_empty(), "{trace}");
     assert!(spikes[0].contains(" client "), "{trace}");
 }
+
+/// A host's UDP ports are the host's own: dropping the world drops their protocols at once,
+/// a port stopped on one host leaves the same port of another open, and a datagram finds its
+/// port without a look at any other host's (before, every open port of every world on the
+/// thread sat in one list, walked on each datagram and pruned only when next walked).
+#[test]
+fn udp_ports_belong_to_their_host() {
+    struct Counted(Rc<std::cell::Cell<u32>>, Log);
+    impl DatagramProtocol for Counted {
+        fn datagram_received(&mut self, data: &[u8], _addr: Address) {
+            self.1
+                .borrow_mut()
+                .push(String::from_utf8_lossy(data).into_owned());
+        }
+    }
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    let dropped = Rc::new(std::cell::Cell::new(0));
+    let got: Log = Rc::default();
+    let sim = fixed_latency(1).build();
+    let (a, b, c) = (sim.host("a"), sim.host("b"), sim.host("c"));
+    let counted = || Box::new(Counted(dropped.clone(), got.clone()));
+    let tx = a.listen_udp(1, counted()).unwrap();
+    let on_b = b.listen_udp(2, counted()).unwrap();
+    c.listen_udp(2, counted()).unwrap();
+    assert!(b.listen_udp(2, counted()).is_err(), "port 2 of b is taken");
+    assert_eq!(dropped.get(), 1, "the refused protocol");
+    on_b.stop_listening();
+    assert_eq!(dropped.get(), 2, "b's port 2 is closed");
+    let to = |h: &Host| Address::udp(SocketAddr::from((h.ip(), 2)));
+    tx.write(b"to b", to(&b)).unwrap();
+    tx.write(b"to c", to(&c)).unwrap();
+    sim.run_until_idle();
+    assert_eq!(*got.borrow(), vec!["to c"]);
+    drop((tx, a, b, c));
+    drop(sim);
+    assert_eq!(dropped.get(), 4, "every protocol went with the world");
+}

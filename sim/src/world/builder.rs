@@ -1,12 +1,11 @@
 //! Building a world: [`SimBuilder`].
 
 use std::cell::{Cell, RefCell};
-use std::collections::BinaryHeap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use torsion::defer::{set_unhandled_error_hook, Failure, UnhandledErrorHook};
-use torsion::reactor::{Instant, TimerQueue};
+use torsion::reactor::TimerQueue;
 
 use super::{Config, Sim, SimError, World, FRAGMENT_ODDS, SYS};
 use crate::decide::Decisions;
@@ -142,25 +141,24 @@ impl SimBuilder {
             seq,
             decide: RefCell::new(decide),
             hosts: RefCell::new(Vec::new()),
+            names: RefCell::default(),
+            addrs: RefCell::default(),
             net,
             trace: RefCell::new(trace),
             errors: RefCell::new(Vec::new()),
             steps: Cell::new(0),
             invariants: RefCell::new(Vec::new()),
             next_conn: Cell::new(1),
-            wakeups: RefCell::new(BinaryHeap::new()),
+            sched: RefCell::default(),
             thread_calls: torsion::reactor::ThreadCallQueue::new(None),
-            scratch: RefCell::default(),
             buggify: crate::buggify::Sites::default(),
         });
         let w = Rc::downgrade(&world);
-        world
-            .sys
-            .set_push_observer(Some(Rc::new(move |t: Instant, seq| {
-                if let Some(w) = w.upgrade() {
-                    w.wake(t.as_nanos(), seq, SYS);
-                }
-            })));
+        world.sys.set_change_observer(Some(Rc::new(move || {
+            if let Some(w) = w.upgrade() {
+                w.timers_changed(SYS);
+            }
+        })));
         let weak = Rc::downgrade(&world);
         let hook: UnhandledErrorHook = Rc::new(move |f: &Failure| {
             if let Some(w) = weak.upgrade() {

@@ -25,7 +25,8 @@ mod sim;
 mod tests;
 
 use std::cell::{Cell, RefCell};
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -46,7 +47,7 @@ pub(crate) fn nanos(d: std::time::Duration) -> u64 {
 
 use crate::decide::Decisions;
 use crate::host::{Host, HostState};
-use crate::keyed::{At, MAX_INDEX, MAX_SEQ};
+use crate::keyed::MAX_SEQ;
 use crate::net::Net;
 use crate::trace::{Event, Kind, Trace};
 
@@ -90,6 +91,9 @@ pub(crate) struct World {
     pub(crate) seq: Rc<Cell<u64>>,
     pub(crate) decide: RefCell<Decisions>,
     pub(crate) hosts: RefCell<Vec<Host>>,
+    /// Hosts by name, and by address (the first host that has it, should two share one).
+    pub(crate) names: RefCell<BTreeMap<String, usize>>,
+    pub(crate) addrs: RefCell<BTreeMap<Ipv4Addr, usize>>,
     pub(crate) net: Net,
     pub(crate) trace: RefCell<Trace>,
     pub(crate) errors: RefCell<Vec<SimError>>,
@@ -98,32 +102,17 @@ pub(crate) struct World {
     pub(crate) next_conn: Cell<u64>,
     /// World-level events (fault schedules, deadlines), on the shared sequence.
     pub(crate) sys: TimerQueue,
-    /// Every (global time, sequence, host) ever scheduled, as an index over the hosts'
-    /// queues (`SYS` for the world's own). Entries whose call was cancelled or moved are
-    /// found stale and dropped when they surface: see [`sched`].
-    pub(crate) wakeups: RefCell<BinaryHeap<At>>,
+    /// The scheduler's index of every queue's earliest event (see [`sched`]).
+    pub(crate) sched: RefCell<sched::Sched>,
     /// Calls from other threads (`call_from_thread`). A simulated world has no threads of
     /// its own; these come from the test harness, and run before the next event.
     pub(crate) thread_calls: torsion::reactor::ThreadCallQueue,
-    /// Scratch space for the scheduler.
-    pub(crate) scratch: RefCell<sched::Scratch>,
     /// The `buggify!` sites this run has enabled.
     pub(crate) buggify: crate::buggify::Sites,
 }
 
-/// The host index of the world's own queue in `wakeups`.
+/// The queue index of the world's own queue (hosts are numbered from 0).
 pub(crate) const SYS: usize = usize::MAX;
-
-/// `SYS` as a wakeup entry's index.
-pub(crate) const SYS_SLOT: u32 = MAX_INDEX - 1;
-
-/// The queue a wakeup entry names.
-pub(crate) fn queue_of(e: &At) -> usize {
-    match e.index() {
-        SYS_SLOT => SYS,
-        i => i as usize,
-    }
-}
 
 impl World {
     pub(crate) fn record(&self, host: Option<usize>, conn: Option<u64>, kind: Kind) {
@@ -175,16 +164,22 @@ impl World {
         self.errors.borrow_mut().push(error);
     }
 
-    /// Indexes a call scheduled at global time `at` on queue `index` (a host, or `SYS`).
-    pub(crate) fn wake(&self, at: u64, seq: u64, index: usize) {
-        if !self.seq_fits(seq) {
-            return;
+    /// Notes that the earliest event of queue `index` (a host's timers and the packets
+    /// coming to it, or `SYS`) may have changed; the scheduler looks again before the next
+    /// step.
+    pub(crate) fn touch(&self, index: usize) {
+        let touched = self.sched.borrow_mut().touch(index);
+        if let Err(e) = touched {
+            self.fail(e);
         }
-        let slot = if index == SYS { SYS_SLOT } else { index as u32 };
-        if index != SYS && index >= SYS_SLOT as usize {
-            self.fail(SimError::Capacity { what: "2^24 hosts" });
-        } else {
-            self.wakeups.borrow_mut().push(At::new(at, seq, slot));
+    }
+
+    /// A timer queue changed (a call scheduled, moved or cancelled on queue `index`): the
+    /// scheduler looks at it again, and a run whose calls outgrow the sequence space fails.
+    pub(crate) fn timers_changed(&self, index: usize) {
+        // The last sequence drawn is one below the counter.
+        if self.seq_fits(self.seq.get().saturating_sub(1)) {
+            self.touch(index);
         }
     }
 
@@ -215,6 +210,24 @@ impl World {
     /// run user code, which may add hosts).
     pub(crate) fn with_host<R>(&self, index: usize, f: impl FnOnce(&HostState) -> R) -> Option<R> {
         self.hosts.borrow().get(index).map(|h| f(&h.st))
+    }
+
+    /// The host named `name`, or else the one whose address reads `name`.
+    pub(crate) fn resolve(&self, name: &str) -> Option<usize> {
+        if let Some(&i) = self.names.borrow().get(name) {
+            return Some(i);
+        }
+        // Only an address written as the host's own would be (no leading zeros, no spaces).
+        let ip: Ipv4Addr = name.parse().ok()?;
+        if ip.to_string() != name {
+            return None;
+        }
+        self.host_at(ip)
+    }
+
+    /// The (first) host with address `ip`.
+    pub(crate) fn host_at(&self, ip: Ipv4Addr) -> Option<usize> {
+        self.addrs.borrow().get(&ip).copied()
     }
 
     /// A host's name, or "" for an index no host has.

@@ -1,21 +1,30 @@
 //! The scheduler: what runs next, and one step.
 //!
-//! Every scheduled call has an entry in the world's `wakeups` heap (an index over the
-//! hosts' timer queues and the world's own); packets in flight wait in the link's queue.
-//! Each step runs the earliest event; when events on *different* hosts are due at the same
-//! instant, the decision source may pick which goes first (choice 0: FIFO). Events on the
-//! same host always run in FIFO order: that is the reactor contract. After every event,
-//! dirty connections are flushed and invariants checked.
+//! Events wait in queues: each host's (its timers, and the packets coming to it) and the
+//! world's own (`SYS`: fault schedules, deadlines). Every queue with anything pending has
+//! one entry in an ordered set, its earliest event's (global time, sequence). Whatever may
+//! change a queue's front — a call scheduled, cancelled or moved, a packet sent, an event
+//! taken — marks that queue, and before each step the marked queues' entries are brought up
+//! to date; a step never looks at a queue that did not change. So a step costs O(log n) in
+//! the number of queues, plus O(log n) per queue it marked, whatever the number of hosts or
+//! of events due at one instant.
+//!
+//! Each step runs the earliest event. When events on *different* hosts are due at the same
+//! instant, the decision source may pick which goes first (choice 0: FIFO): the candidates
+//! are the queues due at that instant, each with its earliest event, in scheduling order;
+//! the set counts them and finds the chosen one by rank. Events on the same host always run
+//! in FIFO order: that is the reactor contract. After every event, dirty connections are
+//! flushed and invariants checked.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use torsion::reactor::Instant;
 
-use super::{queue_of, Cadence, Invariant, SimError, World, SYS};
+use super::{Cadence, Invariant, SimError, World, SYS};
 use crate::host::HostState;
-use crate::keyed::{any_at, At};
-use crate::net::flight::Flight;
+use crate::keyed::{At, MAX_INDEX};
+use crate::ranked::Ranked;
 use crate::trace::Kind;
 
 #[derive(PartialEq, Eq)]
@@ -26,126 +35,163 @@ pub(super) enum StepResult {
     Failed,
 }
 
-/// The live (time, sequence) at the front of queue `index`, in global time.
-fn front(world: &World, index: usize) -> Option<(u64, u64)> {
-    if index == SYS {
+/// The world's own queue as an entry's index (hosts are indexed by number).
+const SYS_SLOT: u32 = MAX_INDEX - 1;
+
+/// A queue's entry index: `SYS`, or a host below 2^24 - 1.
+fn slot_of(index: usize) -> Option<u32> {
+    match index {
+        SYS => Some(SYS_SLOT),
+        i if i < SYS_SLOT as usize => Some(i as u32),
+        _ => None,
+    }
+}
+
+/// Where a queue's bookkeeping lives in [`Sched`]'s vectors: the world's own first.
+fn cell(slot: u32) -> usize {
+    if slot == SYS_SLOT {
+        0
+    } else {
+        slot as usize + 1
+    }
+}
+
+/// The queues' fronts, and which may be out of date.
+#[derive(Default)]
+pub(crate) struct Sched {
+    /// Per queue with anything pending, its earliest (global time, sequence, queue).
+    fronts: Ranked,
+    /// Per queue (by [`cell`]), its entry in `fronts`.
+    entries: Vec<Option<At>>,
+    /// Per queue (by [`cell`]), whether it is in `marked`.
+    is_marked: Vec<bool>,
+    /// The queues whose front may have changed since their entry was made.
+    marked: Vec<u32>,
+    /// Queue fronts looked up so far.
+    lookups: u64,
+}
+
+impl Sched {
+    /// Marks queue `index` (a host, or `SYS`) for a new look before the next step.
+    pub(super) fn touch(&mut self, index: usize) -> Result<(), SimError> {
+        let slot = slot_of(index).ok_or(SimError::Capacity { what: "2^24 hosts" })?;
+        let c = cell(slot);
+        if self.is_marked.len() <= c {
+            self.is_marked.resize(c + 1, false);
+            self.entries.resize(c + 1, None);
+        }
+        if !self.is_marked[c] {
+            self.is_marked[c] = true;
+            self.marked.push(slot);
+        }
+        Ok(())
+    }
+
+    /// A marked queue, unmarked.
+    fn next_marked(&mut self) -> Option<u32> {
+        let slot = self.marked.pop()?;
+        self.is_marked[cell(slot)] = false;
+        self.lookups += 1;
+        Some(slot)
+    }
+
+    /// Records queue `slot`'s front.
+    fn set_front(&mut self, slot: u32, front: Option<At>) {
+        let entry = &mut self.entries[cell(slot)];
+        if *entry == front {
+            return;
+        }
+        let old = std::mem::replace(entry, front);
+        if let Some(old) = old {
+            self.fronts.remove(old);
+        }
+        if let Some(new) = front {
+            self.fronts.insert(new);
+        }
+    }
+
+    /// The work done so far: queue fronts looked up, and entries of the set visited. Tests
+    /// bound it per event.
+    #[cfg(test)]
+    pub(crate) fn work(&self) -> u64 {
+        self.lookups + self.fronts.visits()
+    }
+}
+
+/// Queue `slot`'s earliest event now, in global time: a host's earliest timer or packet.
+fn front(world: &World, slot: u32) -> Option<At> {
+    let key = if slot == SYS_SLOT {
         world.sys.next_key().map(|(t, seq)| (t.as_nanos(), seq))
     } else {
-        world.with_host(index, HostState::next_global).flatten()
+        let host = slot as usize;
+        let timer = world.with_host(host, HostState::next_global).flatten();
+        let packet = world.net.link.flight.borrow().front(host);
+        match (timer, packet) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }?;
+    world.seq_fits(key.1).then(|| At::new(key.0, key.1, slot))
+}
+
+/// Brings the marked queues' entries up to date.
+fn refresh(world: &World) {
+    loop {
+        let Some(slot) = world.sched.borrow_mut().next_marked() else {
+            return;
+        };
+        // Looked up with no borrow of the scheduler held.
+        let front = front(world, slot);
+        world.sched.borrow_mut().set_front(slot, front);
     }
 }
 
 /// What runs next.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Due {
-    /// The front of a host's queue (or `SYS`, the world's).
+    /// The front of a host's timer queue (or `SYS`, the world's).
     Queue(usize),
-    /// A segment in flight, by its slot.
-    Packet(u32),
+    /// The next packet to a host.
+    Packet(usize),
 }
 
-/// Scratch vectors for [`next_due`], reused step after step (cleared before each use, so
-/// nothing carries over between steps or worlds).
-#[derive(Default)]
-pub(crate) struct Scratch {
-    stack: Vec<usize>,
-    due: Vec<(u64, usize, u32)>,
-    candidates: Vec<(u64, usize, Due)>,
-}
-
-/// Finds what runs next. Every scheduled call has an entry in `wakeups`, and the heap's
-/// minimum is never later than any queue's front; so a minimum entry that is not its
-/// queue's front is stale (cancelled or moved) and is dropped. Segments in flight wait in
-/// their own heap. When several are due at the same instant on different hosts — a host's
-/// earliest timer or segment, per host — the decision source picks one (choice 0: the
-/// earliest scheduled). What is not picked stays where it is.
+/// Finds what runs next: the earliest event, or, when queues of several hosts are due at
+/// its instant, the one the decision source picks among them (choice 0: the earliest
+/// scheduled).
 fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
-    let mut flight = world.net.link.flight.borrow_mut();
-    let packet_front = flight.front();
-    let mut heap = world.wakeups.borrow_mut();
-    // The queues' index is validated only as far as it matters: an entry later than the
-    // earliest segment cannot run next, stale or not (most steps are segments).
-    let queue_front = loop {
-        let Some(&top) = heap.peek() else {
-            break None;
-        };
-        let ((t, seq), index) = (top.key(), queue_of(&top));
-        if packet_front.is_some_and(|p| p < (t, seq)) || front(world, index) == Some((t, seq)) {
-            break Some((t, seq, index));
+    refresh(world);
+    let chosen = {
+        let mut sched = world.sched.borrow_mut();
+        let first = sched.fronts.first().ok_or(StepResult::Idle)?;
+        let t = first.time();
+        if t > until {
+            return Err(StepResult::Limit);
         }
-        heap.pop();
-    };
-    // (time, what, on which host).
-    let first = match (queue_front, packet_front) {
-        (None, None) => return Err(StepResult::Idle),
-        (Some((t, seq, i)), p) if p.is_none_or(|p| (t, seq) < p) => (t, Due::Queue(i), i),
-        (_, Some((t, _))) => {
-            let (slot, host) = flight.front_slot().unwrap_or((u32::MAX, usize::MAX));
-            (t, Due::Packet(slot), host)
-        }
-        (Some((t, _, i)), None) => (t, Due::Queue(i), i),
-    };
-    let t = first.0;
-    if t > until {
-        return Err(StepResult::Limit);
-    }
-    // Anything else due at `t`? In a min-heap, only if a child of the root is.
-    let child_at = |slice: &[At]| slice.iter().skip(1).take(2).any(|e| e.time() == t);
-    let others = usize::from(queue_front.is_some_and(|q| q.0 == t))
-        + usize::from(packet_front.is_some_and(|p| p.0 == t))
-        + usize::from(child_at(heap.as_slice()))
-        + usize::from(flight.second_at(t));
-    let chosen = if world.cfg.reorder && others >= 2 {
-        let mut guard = world.scratch.borrow_mut();
-        let sc = &mut *guard;
-        // A choice exists only if something due at `t` is on another host than the first
-        // (simultaneous segments of one connection are the common case, and need none).
-        // Stale queue entries count here; the full look validates them.
-        let host = first.2;
-        let several = any_at(heap.as_slice(), t, &mut sc.stack, |e| queue_of(e) != host)
-            || flight.other_host_at(t, host, &mut sc.stack);
-        if several {
-            pick(world, heap.as_slice(), &flight, t, sc).unwrap_or(first.1)
+        let due = if world.cfg.reorder {
+            sched.fronts.count_until(t)
         } else {
-            first.1
+            1
+        };
+        if due >= 2 {
+            let k = world.choose(due as u64);
+            sched.fronts.nth(k as usize).unwrap_or(first)
+        } else {
+            first
         }
-    } else {
-        first.1
     };
-    if chosen == first.1 {
-        if let Due::Queue(_) = first.1 {
-            heap.pop();
+    let due = match chosen.index() {
+        SYS_SLOT => Due::Queue(SYS),
+        slot => {
+            let host = slot as usize;
+            let packet = world.net.link.flight.borrow().front(host);
+            if packet == Some(chosen.key()) {
+                Due::Packet(host)
+            } else {
+                Due::Queue(host)
+            }
         }
-    }
-    Ok((t, chosen))
-}
-
-/// Picks among the hosts with something due at `t`: per host, the earliest of its due
-/// timers and due segments is a candidate; candidates in scheduling order, the decision
-/// source chooses (choice 0: the earliest). `None` if only one host has anything due.
-fn pick(world: &World, wakeups: &[At], flight: &Flight, t: u64, sc: &mut Scratch) -> Option<Due> {
-    let candidates = &mut sc.candidates;
-    candidates.clear();
-    any_at(wakeups, t, &mut sc.stack, |e| {
-        let (key, index) = (e.key(), queue_of(e));
-        if front(world, index) == Some(key) && !candidates.iter().any(|c| c.1 == index) {
-            candidates.push((key.1, index, Due::Queue(index)));
-        }
-        false
-    });
-    flight.due_at(t, &mut sc.due, &mut sc.stack);
-    for &(seq, host, slot) in &sc.due {
-        match candidates.iter_mut().find(|c| c.1 == host) {
-            Some(c) if c.0 < seq => {}
-            Some(c) => *c = (seq, host, Due::Packet(slot)),
-            None => candidates.push((seq, host, Due::Packet(slot))),
-        }
-    }
-    if candidates.len() < 2 {
-        return None;
-    }
-    candidates.sort_unstable_by_key(|c| c.0);
-    Some(candidates[world.choose(candidates.len() as u64) as usize].2)
+    };
+    Ok((chosen.time(), due))
 }
 
 pub(super) fn step(world: &Rc<World>, until: u64) -> StepResult {
@@ -172,26 +218,28 @@ pub(super) fn step(world: &Rc<World>, until: u64) -> StepResult {
     // Hosts are looked at through short borrows of the table, never cloned: the hot path
     // of a step is a segment's arrival.
     let (host, outcome) = match due {
-        Due::Packet(slot) => {
-            let pkt = world.net.link.flight.borrow_mut().take(slot);
+        Due::Packet(to) => {
+            let pkt = world.net.link.flight.borrow_mut().take_front(to);
+            world.touch(to);
             match pkt {
-                Some(p) if world.with_host(p.to, |h| h.sync_to(t)) == Some(true) => {
-                    let to = p.to;
+                Some(p) if world.with_host(to, |h| h.sync_to(t)) == Some(true) => {
                     let outcome =
                         catch_unwind(AssertUnwindSafe(|| crate::net::link::arrive(world, p)));
                     (Some(to), Some(outcome))
                 }
-                // The host is down (or gone): the segment is lost.
+                // The host is down (or gone): the packet is lost.
                 _ => (None, None),
             }
         }
         Due::Queue(SYS) => {
             world.sys.set_now(Instant::from_nanos(t));
             let call = world.sys.pop_due(Instant::from_nanos(t)).map(|(_, f)| f);
+            world.touch(SYS);
             (None, call.map(|f| catch_unwind(AssertUnwindSafe(f))))
         }
         Due::Queue(index) => {
             let call = world.with_host(index, |h| h.pop_due(t)).flatten();
+            world.touch(index);
             (Some(index), call.map(|f| catch_unwind(AssertUnwindSafe(f))))
         }
     };

@@ -71,8 +71,9 @@ impl Sim {
 
     /// The host named `name`, created (with the next address, 10.0.0.1 onwards) if new.
     pub fn host(&self, name: &str) -> Host {
-        if let Some(h) = self.world.hosts.borrow().iter().find(|h| h.name() == name) {
-            return h.clone();
+        let known = self.world.names.borrow().get(name).copied();
+        if let Some(h) = known.and_then(|i| self.world.host(i)) {
+            return h;
         }
         let index = self.world.hosts.borrow().len();
         let host = Host {
@@ -80,6 +81,15 @@ impl Sim {
         };
         self.world.trace.borrow_mut().name_host(index, name);
         self.world.hosts.borrow_mut().push(host.clone());
+        self.world
+            .names
+            .borrow_mut()
+            .insert(name.to_string(), index);
+        self.world
+            .addrs
+            .borrow_mut()
+            .entry(host.ip())
+            .or_insert(index);
         host
     }
 

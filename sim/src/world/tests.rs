@@ -728,3 +728,138 @@ fn connect_protocol_hands_back_the_transport_to_drive_from_a_timer() {
     let failure = refused.take_result().expect("fired").unwrap_err();
     assert!(failure.to_string().contains("refused"), "{failure}");
 }
+
+/// `n` client hosts each connect to one server 1 ms in (all at the same instant, so the
+/// decision source chooses among `n` due hosts again and again) and echo one message.
+/// Returns the run's steps and the scheduler's work.
+fn star_echo(n: usize) -> (u64, u64) {
+    let sim = Sim::new(1);
+    let server = sim.host("server");
+    server.listen_tcp(7, ForProtocol::<Echo>::new()).unwrap();
+    let mut gots = Vec::new();
+    for i in 0..n {
+        let c = sim.host(&format!("c{i}"));
+        let got = Rc::new(RefCell::new(Vec::new()));
+        gots.push(got.clone());
+        let f = Rc::new(PingerFactory {
+            got,
+            lost: Rc::default(),
+            failed: Rc::default(),
+        });
+        let c2 = c.clone();
+        c.call_later(Duration::from_millis(1), move || {
+            c2.connect_tcp("server", 7, f);
+        });
+    }
+    assert_eq!(sim.run_until_idle(), Stop::Idle);
+    assert!(sim.errors().is_empty(), "{:?}", sim.errors());
+    for got in &gots {
+        assert_eq!(&*got.borrow(), b"hello, simulated world");
+    }
+    let work = sim.world.sched.borrow().work();
+    (sim.steps(), work)
+}
+
+/// The scheduler's work per event (queue fronts looked up, entries of its ordered set
+/// visited) does not grow with the number of hosts beyond the logarithm of an ordered set:
+/// ten times the hosts, at most twice the work per event. (Before, every step with several
+/// hosts due at one instant looked at every due entry, so that n hosts starting together
+/// cost O(n) per event: ten times the hosts, ten times the work per event.)
+#[test]
+fn scheduler_work_per_event_does_not_grow_with_hosts() {
+    let (steps_small, work_small) = star_echo(100);
+    let (steps_large, work_large) = star_echo(1000);
+    assert!(
+        steps_large >= 9 * steps_small,
+        "{steps_small} → {steps_large}"
+    );
+    let small = work_small as f64 / steps_small as f64;
+    let large = work_large as f64 / steps_large as f64;
+    eprintln!("work per event: {small:.1} at 100 hosts, {large:.1} at 1,000");
+    assert!(large < 2.0 * small, "{small:.1} → {large:.1}");
+    assert!(large < 100.0, "{large:.1}");
+}
+
+/// The scheduler keeps each host's earliest event up to date through everything that moves
+/// it: a front timer cancelled, another reset to later or delayed, a host crashed with
+/// timers pending, calls scheduled from another host's event.
+#[test]
+fn moved_and_cancelled_front_timers_are_seen_by_the_scheduler() {
+    let sim = Sim::new(0);
+    let (a, b, c) = (sim.host("a"), sim.host("b"), sim.host("c"));
+    let log: Shared<Vec<(u64, &str)>> = Rc::default();
+    let at = |h: &Host, secs: u64, what: &'static str| {
+        let (log, h2) = (log.clone(), h.clone());
+        h.call_later(Duration::from_secs(secs), move || {
+            log.borrow_mut()
+                .push((h2.seconds().as_nanos() / 1_000_000_000, what));
+        })
+    };
+    let cancelled = at(&a, 1, "a cancelled");
+    let reset = at(&a, 2, "a reset to 6");
+    let delayed = at(&b, 3, "b delayed to 5");
+    at(&b, 4, "b");
+    at(&c, 1, "c crashed");
+    cancelled.cancel().unwrap();
+    reset.reset(Duration::from_secs(6)).unwrap();
+    delayed.delay(Duration::from_secs(2)).unwrap();
+    c.crash();
+    // From an event on b, a call on a that becomes a's front.
+    let (a2, log2) = (a.clone(), log.clone());
+    b.call_later(Duration::from_millis(4500), move || {
+        let log3 = log2.clone();
+        a2.call_later(Duration::ZERO, move || {
+            log3.borrow_mut().push((4, "a from b"))
+        });
+    });
+    assert_eq!(sim.run_until_idle(), Stop::Idle);
+    assert_eq!(
+        *log.borrow(),
+        vec![
+            (4, "b"),
+            (4, "a from b"),
+            (5, "b delayed to 5"),
+            (6, "a reset to 6")
+        ]
+    );
+    assert_eq!(sim.now().as_nanos(), 6_000_000_000);
+}
+
+/// A host is found by its name, or by its address written as the host's own would be; a
+/// name that is neither is refused. (Both go through an index, not a walk over the hosts.)
+#[test]
+fn connect_finds_hosts_by_name_or_address() {
+    let outcome = |dest: &str| {
+        let sim = Sim::new(0);
+        let server = sim.host("server");
+        server.listen_tcp(7, ForProtocol::<Echo>::new()).unwrap();
+        let client = sim.host("client");
+        assert_eq!(client.ip().to_string(), "10.0.0.2");
+        let (got, failed) = (Rc::new(RefCell::new(Vec::new())), Rc::default());
+        let f = Rc::new(PingerFactory {
+            got: got.clone(),
+            lost: Rc::default(),
+            failed: Rc::clone(&failed),
+        });
+        client.connect_tcp(dest, 7, f);
+        sim.run_until_idle();
+        let echoed = got.borrow().len();
+        let failed = failed.borrow().clone();
+        (echoed, failed)
+    };
+    assert_eq!(outcome("server"), (22, vec![]));
+    assert_eq!(outcome("10.0.0.1"), (22, vec![]));
+    for nowhere in ["10.0.0.01", "10.0.0.9", " 10.0.0.1", "serve"] {
+        let (echoed, failed) = outcome(nowhere);
+        assert_eq!(echoed, 0, "{nowhere}");
+        assert_eq!(failed.len(), 1, "{nowhere}");
+    }
+    // Many hosts: each is found by its own name.
+    let sim = Sim::new(0);
+    let hosts: Vec<Host> = (0..600).map(|i| sim.host(&format!("h{i}"))).collect();
+    for (i, h) in hosts.iter().enumerate() {
+        assert_eq!(sim.host(&format!("h{i}")).ip(), h.ip());
+        assert_eq!(sim.world.resolve(&h.ip().to_string()), Some(i));
+    }
+    assert_eq!(sim.hosts().len(), 600);
+}
