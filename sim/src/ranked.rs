@@ -22,8 +22,8 @@ struct Node {
     size: u32,
 }
 
-/// The ordered set. Its entries must be distinct (entries carry unique sequences).
-pub(crate) struct Ranked {
+/// The tree form of [`Ranked`].
+struct Treap {
     nodes: Vec<Node>,
     free: Vec<u32>,
     root: u32,
@@ -31,9 +31,9 @@ pub(crate) struct Ranked {
     visits: u64,
 }
 
-impl Default for Ranked {
+impl Default for Treap {
     fn default() -> Self {
-        Ranked {
+        Treap {
             nodes: Vec::new(),
             free: Vec::new(),
             root: NIL,
@@ -51,17 +51,10 @@ fn priority(key: u128) -> u64 {
     z ^ (z >> 31)
 }
 
-impl Ranked {
+impl Treap {
     /// Number of entries.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.size(self.root) as usize
-    }
-
-    /// Nodes visited so far (by inserts, removals and queries).
-    #[cfg(test)]
-    pub(crate) fn visits(&self) -> u64 {
-        self.visits
     }
 
     fn size(&self, n: u32) -> u32 {
@@ -153,7 +146,7 @@ impl Ranked {
     }
 
     /// Adds `e` (which must not be in the set).
-    pub(crate) fn insert(&mut self, e: At) {
+    fn insert(&mut self, e: At) {
         let node = Node {
             key: e.raw(),
             prio: priority(e.raw()),
@@ -196,12 +189,12 @@ impl Ranked {
     }
 
     /// Removes `e` if present.
-    pub(crate) fn remove(&mut self, e: At) {
+    fn remove(&mut self, e: At) {
         self.root = self.remove_from(self.root, e.raw());
     }
 
     /// The earliest entry.
-    pub(crate) fn first(&mut self) -> Option<At> {
+    fn first(&mut self) -> Option<At> {
         let mut n = self.root;
         let mut found = None;
         while n != NIL {
@@ -213,7 +206,7 @@ impl Ranked {
     }
 
     /// How many entries are due at or before `time`.
-    pub(crate) fn count_until(&mut self, time: u64) -> usize {
+    fn count_until(&mut self, time: u64) -> usize {
         let mut n = self.root;
         let mut count = 0;
         while n != NIL {
@@ -230,7 +223,7 @@ impl Ranked {
     }
 
     /// The `k`-th earliest entry (from 0).
-    pub(crate) fn nth(&mut self, mut k: usize) -> Option<At> {
+    fn nth(&mut self, mut k: usize) -> Option<At> {
         let mut n = self.root;
         while n != NIL {
             self.visits += 1;
@@ -260,9 +253,112 @@ impl Ranked {
     }
 }
 
+/// Up to this many entries, the set is a sorted vector; past it, a treap (and back to a vector
+/// once it holds half as many). A world of a few hosts — the common case — pays a binary
+/// search and a short move per change, not a tree's pointer chasing; a world of thousands
+/// keeps O(log n) per change.
+const SMALL: usize = 64;
+
+/// The ordered set. Its entries must be distinct (entries carry unique sequences).
+#[derive(Default)]
+pub(crate) struct Ranked {
+    /// The entries, sorted, while there are at most [`SMALL`] (and `tree` is `None`).
+    small: Vec<u128>,
+    tree: Option<Treap>,
+    /// Work done in the vector form (search steps), for tests that bound it.
+    visits: u64,
+}
+
+impl Ranked {
+    /// Number of entries.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.tree.as_ref().map_or(self.small.len(), Treap::len)
+    }
+
+    /// Work done so far (nodes visited, or search steps in the vector form).
+    #[cfg(test)]
+    pub(crate) fn visits(&self) -> u64 {
+        self.visits + self.tree.as_ref().map_or(0, |t| t.visits)
+    }
+
+    /// A binary search's steps over the vector, counted as work.
+    fn search(&mut self, key: u128) -> Result<usize, usize> {
+        self.visits += u64::from(usize::BITS - self.small.len().leading_zeros()) + 1;
+        self.small.binary_search(&key)
+    }
+
+    /// Adds `e` (which must not be in the set).
+    pub(crate) fn insert(&mut self, e: At) {
+        if let Some(t) = &mut self.tree {
+            t.insert(e);
+            return;
+        }
+        let key = e.raw();
+        let i = match self.search(key) {
+            Ok(_) => return,
+            Err(i) => i,
+        };
+        self.small.insert(i, key);
+        if self.small.len() > SMALL {
+            let mut t = Treap::default();
+            for &k in &self.small {
+                t.insert(At::from_raw(k));
+            }
+            self.small.clear();
+            self.tree = Some(t);
+        }
+    }
+
+    /// Removes `e` if present.
+    pub(crate) fn remove(&mut self, e: At) {
+        if let Some(t) = &mut self.tree {
+            t.remove(e);
+            if t.len() < SMALL / 2 {
+                let n = t.len();
+                self.small = (0..n).filter_map(|k| t.nth(k)).map(|e| e.raw()).collect();
+                self.visits += t.visits;
+                self.tree = None;
+            }
+            return;
+        }
+        if let Ok(i) = self.search(e.raw()) {
+            self.small.remove(i);
+        }
+    }
+
+    /// The earliest entry.
+    pub(crate) fn first(&mut self) -> Option<At> {
+        match &mut self.tree {
+            Some(t) => t.first(),
+            None => self.small.first().map(|&k| At::from_raw(k)),
+        }
+    }
+
+    /// How many entries are due at or before `time`.
+    pub(crate) fn count_until(&mut self, time: u64) -> usize {
+        match &mut self.tree {
+            Some(t) => t.count_until(time),
+            None => {
+                self.visits += 1;
+                self.small
+                    .partition_point(|&k| At::from_raw(k).time() <= time)
+            }
+        }
+    }
+
+    /// The `k`-th earliest entry (from 0).
+    pub(crate) fn nth(&mut self, k: usize) -> Option<At> {
+        match &mut self.tree {
+            Some(t) => t.nth(k),
+            None => self.small.get(k).map(|&k| At::from_raw(k)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Ranked, NIL};
+    use super::Ranked;
     use crate::keyed::At;
     use std::collections::BTreeSet;
 
@@ -314,7 +410,8 @@ mod tests {
         while let Some(e) = set.first() {
             set.remove(e);
         }
-        assert_eq!((set.len(), set.root), (0, NIL));
+        assert_eq!(set.len(), 0);
+        assert!(set.tree.is_none(), "back to the vector form");
         assert_eq!(set.count_until(u64::MAX), 0);
     }
 
@@ -326,7 +423,8 @@ mod tests {
         for seq in 0..100_000u64 {
             set.insert(At::new(0, seq, 1));
         }
-        let depth = set.depth(set.root);
+        let tree = set.tree.as_ref().expect("a treap past SMALL entries");
+        let depth = tree.depth(tree.root);
         assert!(depth < 60, "depth {depth} for 100,000 entries");
         assert_eq!(set.count_until(0), 100_000);
         assert_eq!(set.nth(54_321).map(|e| e.key()), Some((0, 54_321)));
