@@ -678,16 +678,6 @@ const CHURN_CYCLES: usize = 100_000;
 /// Cycles run first, so that buffers, the slab and the allocator reach their steady size.
 const CHURN_WARMUP: usize = 5_000;
 
-/// This process's resident set, in KiB (`VmRSS` in `/proc/self/status`).
-fn vm_rss_kib() -> i64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
-}
-
 /// The torsion echo server for the leak check; publishes its open connection count.
 fn churn_server(tx: mpsc::Sender<SocketAddr>, stop: Arc<AtomicBool>, open: Arc<AtomicUsize>) {
     use torsion::mio::MioReactor;
@@ -745,10 +735,10 @@ fn rss_growth_kib_per_100k_conns() -> i64 {
     let addr = rx.recv().unwrap();
     churn(addr, CHURN_WARMUP);
     wait_closed(&open);
-    let before = vm_rss_kib();
+    let before = (rss_bytes() / 1024) as i64;
     churn(addr, CHURN_CYCLES);
     wait_closed(&open);
-    let after = vm_rss_kib();
+    let after = (rss_bytes() / 1024) as i64;
     stop.store(true, Ordering::Release);
     server.join().unwrap();
     (after - before) * 100_000 / CHURN_CYCLES as i64
