@@ -76,6 +76,9 @@ pub struct Options {
     pub on_seed: Option<OnSeed>,
     /// The scenario file the body comes from, written into replay files.
     pub scenario: Option<String>,
+    /// The command line that runs the scenario, named in a report's replay commands
+    /// (default `torsion-sim`; a crate's own [`crate::cli`] binary gives its name).
+    pub program: Option<String>,
     /// Keep the list of seeds run in the summary.
     pub record_seeds: bool,
 }
@@ -113,6 +116,7 @@ impl Options {
             shard: (0, 1),
             on_seed: None,
             scenario: None,
+            program: None,
             record_seeds: false,
         };
         if let Some(n) = env_u64("TORSION_SEEDS") {
@@ -176,6 +180,9 @@ pub struct Report {
     /// The scenario file the check comes from ([`Options::scenario`]): the report's replay
     /// commands are then `torsion-sim` ones rather than `cargo test` ones.
     pub scenario: Option<String>,
+    /// The command line named in the replay commands ([`Options::program`]; default
+    /// `torsion-sim`).
+    pub program: Option<String>,
 }
 
 impl std::fmt::Display for Report {
@@ -190,9 +197,10 @@ impl std::fmt::Display for Report {
             self.original_len,
             self.shrink_runs
         )?;
+        let program = self.program.as_deref().unwrap_or("torsion-sim");
         match &self.scenario {
             None => writeln!(f, "  replay: TORSION_SEED={} cargo test", self.seed)?,
-            Some(s) => writeln!(f, "  replay: torsion-sim run {s} --seed {}", self.seed)?,
+            Some(s) => writeln!(f, "  replay: {program} run {s} --seed {}", self.seed)?,
         }
         if let Some(p) = &self.replay_file {
             let p = p.display();
@@ -201,7 +209,7 @@ impl std::fmt::Display for Report {
                     f,
                     "          TORSION_REPLAY={p} cargo test  (shrunk schedule)"
                 )?,
-                Some(_) => writeln!(f, "          torsion-sim replay {p}  (shrunk schedule)")?,
+                Some(_) => writeln!(f, "          {program} replay {p}  (shrunk schedule)")?,
             }
         }
         writeln!(f, "shrunk trace (hash {:016x}):", self.trace_hash)?;
@@ -396,6 +404,7 @@ pub fn sweep(
             trace_hash: 0,
             replay_file: None,
             scenario: opts.scenario.clone(),
+            program: opts.program.clone(),
         });
         return summary;
     }
@@ -448,6 +457,7 @@ pub fn investigate(
             trace_hash: first.hash,
             replay_file: None,
             scenario: opts.scenario.clone(),
+            program: opts.program.clone(),
         };
     };
     let original_len = first.choices.len();
@@ -478,6 +488,7 @@ pub fn investigate(
         trace_hash: last.hash,
         replay_file: None,
         scenario: opts.scenario.clone(),
+        program: opts.program.clone(),
     };
     if let Some(dir) = &opts.replay_dir {
         let safe: String = opts
@@ -536,6 +547,7 @@ fn replay(
             trace_hash: out.hash,
             replay_file: Some(path.to_path_buf()),
             scenario: opts.scenario.clone(),
+            program: opts.program.clone(),
         }),
     }
 }
@@ -555,6 +567,7 @@ fn unreadable_replay(opts: &Options, error: &str) -> Summary {
             trace_hash: 0,
             replay_file: None,
             scenario: opts.scenario.clone(),
+            program: opts.program.clone(),
         }),
         ..Summary::default()
     }

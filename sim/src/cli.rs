@@ -537,6 +537,7 @@ fn explore(reg: &Registry, args: ExploreArgs) -> Result<ExitCode, String> {
         opts.shard = shard;
         opts.check_determinism |= args.check_determinism;
         opts.scenario = Some(s.path.display().to_string());
+        opts.program = Some(reg.name.to_string());
         opts.record_seeds = args.emit_seeds;
         let bar = if interactive {
             let in_shard = opts.seeds.saturating_sub(shard.0).div_ceil(shard.1);
@@ -735,9 +736,10 @@ fn find_scenario(reg: &Registry, arg: &str) -> Result<(Scenario, ScenarioBody), 
 
 /// Options for investigating one seed of `s` from the command line: its name, its file
 /// in the replay file, the default replay directory.
-fn options_for(s: &Scenario) -> Options {
+fn options_for(reg: &Registry, s: &Scenario) -> Options {
     let mut opts = Options::new(&s.name);
     opts.scenario = Some(s.path.display().to_string());
+    opts.program = Some(reg.name.to_string());
     opts
 }
 
@@ -776,7 +778,7 @@ fn run(
         Some(e) => {
             println!("FAILED: {e}\n");
             let builder = || s.builder();
-            let report = investigate(&options_for(&s), seed, &builder, &*body);
+            let report = investigate(&options_for(reg, &s), seed, &builder, &*body);
             println!("{report}");
             Ok(ExitCode::FAILURE)
         }
@@ -817,6 +819,7 @@ fn replay(reg: &Registry, file: &Path) -> Result<ExitCode, String> {
                 trace_hash: out.hash,
                 replay_file: Some(file.to_path_buf()),
                 scenario: r.scenario.clone(),
+                program: Some(reg.name.to_string()),
             };
             println!("{report}");
         }
@@ -841,7 +844,7 @@ fn replay(reg: &Registry, file: &Path) -> Result<ExitCode, String> {
 fn shrink(reg: &Registry, file: &Path) -> Result<ExitCode, String> {
     let (r, s, body) = load_replay(reg, file)?;
     let builder = || s.builder();
-    let report = investigate(&options_for(&s), r.seed, &builder, &*body);
+    let report = investigate(&options_for(reg, &s), r.seed, &builder, &*body);
     println!("{report}");
     Ok(ExitCode::SUCCESS)
 }
