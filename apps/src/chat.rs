@@ -2,6 +2,11 @@
 //! `/nick NAME` renames, `/quit` leaves, and any other line is broadcast to the others as
 //! `<nick> line`. An over-long line closes that member's connection only.
 //!
+//! Production-shaped: the room keeps its members and the last [`HISTORY`] lines (for
+//! inspection), never every line said; a member that stops reading while the others talk is
+//! disconnected once [`Room::backlog_limit`] bytes wait for it, rather than buffering for it
+//! without bound.
+//!
 //! Twisted's version:
 //!
 //! ```python
@@ -21,18 +26,41 @@ use torsion::error::ConnectionDone;
 use torsion::protocol::{Address, ClientFactory, Connector, Factory, Protocol, Transport};
 use torsion::protocols::basic::{LineBuffer, LineReceiver};
 
-/// The members of a room and what was said in it.
-#[derive(Default)]
+/// Lines of history a [`Room`] keeps.
+pub const HISTORY: usize = 64;
+
+/// The default [`Room::backlog_limit`]: 256 KiB waiting for one member.
+pub const BACKLOG_LIMIT: usize = 256 * 1024;
+
+/// The members of a room, how much was said in it, and its last [`HISTORY`] lines.
 pub struct Room {
     members: Vec<Member>,
     joined: u64,
-    said: Vec<String>,
+    said: u64,
+    recent: std::collections::VecDeque<String>,
+    backlog_limit: usize,
+    dropped: u64,
+}
+
+impl Default for Room {
+    fn default() -> Self {
+        Room {
+            members: Vec::new(),
+            joined: 0,
+            said: 0,
+            recent: std::collections::VecDeque::with_capacity(HISTORY),
+            backlog_limit: BACKLOG_LIMIT,
+            dropped: 0,
+        }
+    }
 }
 
 struct Member {
     id: u64,
     nick: String,
     transport: Transport,
+    /// Disconnected for not reading: sent nothing more.
+    slow: bool,
 }
 
 impl Room {
@@ -46,13 +74,43 @@ impl Room {
         self.members.iter().map(|m| m.nick.clone()).collect()
     }
 
-    /// Every line broadcast so far, as sent (`<nick> text`).
-    pub fn said(&self) -> &[String] {
-        &self.said
+    /// How many lines were said (broadcast as `<nick> text`) in this room.
+    pub fn said_count(&self) -> u64 {
+        self.said
+    }
+
+    /// The last [`HISTORY`] lines said, oldest first, as sent (`<nick> text`).
+    pub fn recent(&self) -> Vec<&str> {
+        self.recent.iter().map(String::as_str).collect()
+    }
+
+    /// The bytes that may wait in one member's output before it is disconnected as a
+    /// reader too slow for the room.
+    pub fn backlog_limit(&self) -> usize {
+        self.backlog_limit
+    }
+
+    /// Sets [`Room::backlog_limit`].
+    pub fn set_backlog_limit(&mut self, bytes: usize) {
+        self.backlog_limit = bytes;
+    }
+
+    /// Members disconnected for not reading.
+    pub fn dropped_slow(&self) -> u64 {
+        self.dropped
     }
 
     fn broadcast(&mut self, from: u64, line: &str) {
-        for m in self.members.iter().filter(|m| m.id != from) {
+        let limit = self.backlog_limit;
+        for m in self.members.iter_mut().filter(|m| m.id != from && !m.slow) {
+            if m.transport.buffered() > limit {
+                // Its connection_lost removes it from the room (after this loop: losing a
+                // connection never calls back into the protocol synchronously).
+                m.slow = true;
+                m.transport.abort_connection();
+                self.dropped += 1;
+                continue;
+            }
             m.transport.write_sequence(&[line.as_bytes(), b"\r\n"]);
         }
     }
@@ -86,6 +144,7 @@ impl Protocol for Chat {
             id: self.id,
             nick,
             transport: transport.clone(),
+            slow: false,
         });
     }
 
@@ -120,7 +179,11 @@ impl LineReceiver for Chat {
         } else {
             let said = format!("<{}> {}", room.nick_of(self.id), text);
             room.broadcast(self.id, &said);
-            room.said.push(said);
+            room.said += 1;
+            if room.recent.len() == HISTORY {
+                room.recent.pop_front();
+            }
+            room.recent.push_back(said);
         }
     }
 }
@@ -421,7 +484,10 @@ mod tests {
         assert_eq!(tb.take(), b"* alice has left\r\n");
         assert_eq!(room.borrow().nicks(), vec!["guest2"]);
         b.data_received(b"anyone?\r\n");
-        assert_eq!(room.borrow().said(), ["<alice> hello", "<guest2> anyone?"]);
+        assert_eq!(
+            room.borrow().recent(),
+            ["<alice> hello", "<guest2> anyone?"]
+        );
     }
 
     #[test]
@@ -458,7 +524,7 @@ mod tests {
         let pump = connect(&clock, server, Box::new(client));
         pump.set_chunk_size(3);
         pump.flush();
-        assert_eq!(room.borrow().said(), ["<carol> hi", "<carol> bye"]);
+        assert_eq!(room.borrow().recent(), ["<carol> hi", "<carol> bye"]);
         assert_eq!(room.borrow().nicks(), vec!["carol"]);
         pump.advance(Duration::from_secs(1));
         let log = done.take_result().unwrap().unwrap();

@@ -357,7 +357,9 @@ impl ReactorTime for Host {
         }
     }
 
+    #[track_caller]
     fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
+        let site = std::panic::Location::caller();
         self.st.sync();
         if !self.st.up.get() {
             // A crashed host runs nothing: hand back a call that never runs.
@@ -370,7 +372,7 @@ impl ReactorTime for Host {
             delay,
             Box::new(move || {
                 if let Some(st) = me.upgrade() {
-                    st.record(Kind::Timer);
+                    st.record(Kind::Timer { site });
                 }
                 f();
             }),

@@ -40,15 +40,30 @@ pub enum Kind {
     Recv(usize, String),
     /// The write side closed (FIN sent).
     Fin,
-    /// A reset was sent.
-    Rst,
+    /// A reset was sent; what this end threw away.
+    Rst {
+        /// Output bytes never sent.
+        unsent: usize,
+        /// Received bytes the protocol never read.
+        unread: usize,
+    },
+    /// A reset arrived; what this end threw away.
+    ResetBy {
+        /// Output bytes never sent.
+        unsent: usize,
+        /// Received bytes the protocol never read.
+        unread: usize,
+    },
     /// `connection_lost` was called.
     Lost {
         /// The reason.
         reason: String,
     },
     /// A reactor-level delayed call ran.
-    Timer,
+    Timer {
+        /// Where it was scheduled (`call_later`'s caller).
+        site: &'static std::panic::Location<'static>,
+    },
     /// A fault was injected.
     Fault {
         /// Which and where.
@@ -329,9 +344,10 @@ fn kind_parts(k: &Kind) -> (u8, u64, &str) {
         Kind::Send(n, p) => (6, *n as u64, p),
         Kind::Recv(n, p) => (7, *n as u64, p),
         Kind::Fin => (8, 0, ""),
-        Kind::Rst => (9, 0, ""),
+        Kind::Rst { unsent, unread } => (9, (*unsent as u64) << 32 | *unread as u64, ""),
+        Kind::ResetBy { unsent, unread } => (19, (*unsent as u64) << 32 | *unread as u64, ""),
         Kind::Lost { reason } => (10, 0, reason),
-        Kind::Timer => (11, 0, ""),
+        Kind::Timer { site } => (11, u64::from(site.line()), site.file()),
         Kind::Fault { what } => (12, 0, what),
         Kind::Crash => (13, 0, ""),
         Kind::Restart => (14, 0, ""),
@@ -353,9 +369,16 @@ impl fmt::Display for Kind {
             Kind::Send(n, p) => write!(f, "send {n}B {p}"),
             Kind::Recv(n, p) => write!(f, "recv {n}B {p}"),
             Kind::Fin => write!(f, "fin"),
-            Kind::Rst => write!(f, "rst"),
+            Kind::Rst { unsent, unread } => {
+                write!(f, "rst")?;
+                discarded(f, *unsent, *unread)
+            }
+            Kind::ResetBy { unsent, unread } => {
+                write!(f, "reset by peer")?;
+                discarded(f, *unsent, *unread)
+            }
             Kind::Lost { reason } => write!(f, "connection lost: {reason}"),
-            Kind::Timer => write!(f, "timer"),
+            Kind::Timer { site } => write!(f, "timer {}:{}", site.file(), site.line()),
             Kind::Fault { what } => write!(f, "FAULT {what}"),
             Kind::Crash => write!(f, "CRASH"),
             Kind::Restart => write!(f, "restart"),
@@ -364,6 +387,16 @@ impl fmt::Display for Kind {
             Kind::Log { text } => write!(f, "log {text}"),
             Kind::CheckFailed { what } => write!(f, "CHECK FAILED {what}"),
         }
+    }
+}
+
+/// ` (discarded 12B unsent, 3B unread)`, or nothing when nothing was.
+fn discarded(f: &mut fmt::Formatter<'_>, unsent: usize, unread: usize) -> fmt::Result {
+    match (unsent, unread) {
+        (0, 0) => Ok(()),
+        (n, 0) => write!(f, " (discarded {n}B unsent)"),
+        (0, m) => write!(f, " (discarded {m}B unread)"),
+        (n, m) => write!(f, " (discarded {n}B unsent, {m}B unread)"),
     }
 }
 

@@ -92,6 +92,8 @@ enum Phase {
 struct State {
     phase: Phase,
     abort_reason: Option<Failure>,
+    /// Bytes of output an abort threw away unsent.
+    discarded: usize,
     out: VecDeque<u8>,
     write_shutdown: WriteShutdown,
     reading_paused: bool,
@@ -173,6 +175,7 @@ impl Connection {
             state: RefCell::new(State {
                 phase: Phase::Open,
                 abort_reason: None,
+                discarded: 0,
                 out: VecDeque::new(),
                 write_shutdown: WriteShutdown::No,
                 eof_received: false,
@@ -325,6 +328,11 @@ impl Connection {
         self.state.borrow().out.len()
     }
 
+    /// Bytes of output an abort threw away unsent (0 until an abort).
+    pub fn discarded_output(&self) -> usize {
+        self.state.borrow().discarded
+    }
+
     /// Whether `TCP_NODELAY` was asked for.
     pub fn nodelay(&self) -> bool {
         self.state.borrow().nodelay
@@ -434,6 +442,7 @@ impl Connection {
             }
             st.phase = Phase::Aborting;
             st.abort_reason = Some(reason);
+            st.discarded = st.out.len();
             st.out.clear();
         }
         (self.wake)();

@@ -85,7 +85,9 @@ pub trait TransportDriver {
     /// Bytes written but not yet handed to the network.
     fn buffered(&self) -> usize;
     /// Runs `f` with this connection's protocol after `delay`, unless the connection is lost
-    /// first (then the call is cancelled and `f` dropped without running).
+    /// first (then the call is cancelled and `f` dropped without running). `#[track_caller]`,
+    /// like [`ReactorTime::call_later_boxed`](crate::reactor::ReactorTime::call_later_boxed).
+    #[track_caller]
     fn call_later_scoped(&self, delay: Duration, f: ScopedCall) -> DelayedCall;
 }
 
@@ -349,24 +351,33 @@ impl Transport {
 
     /// Runs `f` with this connection's protocol, as a `&mut P`, after `delay`; cancelled if the
     /// connection is lost first. `P` may be the protocol's type or a type it wraps.
+    #[track_caller]
     pub fn call_later<P: Protocol>(
         &self,
         delay: Duration,
         f: impl FnOnce(&mut P) + 'static,
     ) -> DelayedCall {
-        self.with(|d| {
-            d.call_later_scoped(
-                delay,
-                Box::new(move |proto: &mut dyn Protocol| {
-                    if let Some(p) = find_protocol::<P>(proto) {
-                        f(p);
-                    }
-                }),
-            )
-        })
+        let f: ScopedCall = Box::new(move |proto: &mut dyn Protocol| {
+            if let Some(p) = find_protocol::<P>(proto) {
+                f(p);
+            }
+        });
+        // Not through `with`: a closure would hide the caller's location from the driver.
+        match &self.link {
+            Link::Owned(d) => d.call_later_scoped(delay, f),
+            Link::Weak { driver, host, peer } => match driver.upgrade() {
+                Some(d) => d.call_later_scoped(delay, f),
+                None => Detached {
+                    host: *host,
+                    peer: *peer,
+                }
+                .call_later_scoped(delay, f),
+            },
+        }
     }
 
     /// [`call_later`](Self::call_later) with no delay: after whatever is running now.
+    #[track_caller]
     pub fn call_soon<P: Protocol>(&self, f: impl FnOnce(&mut P) + 'static) -> DelayedCall {
         self.call_later(Duration::ZERO, f)
     }

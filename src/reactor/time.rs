@@ -91,6 +91,10 @@ pub trait ReactorTime {
 
     /// Runs `f` after `delay` (zero: after everything already due now). See
     /// [`ReactorTimeExt::call_later`], which takes any closure.
+    ///
+    /// `#[track_caller]`: a reactor may record where a call was scheduled (the simulator
+    /// names each timer in its trace by its call site).
+    #[track_caller]
     fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall;
 }
 
@@ -113,11 +117,13 @@ pub trait ReactorTimeExt: ReactorTime {
     /// clock.advance(Duration::from_secs(1));
     /// assert!(!call.active() && fired.get());
     /// ```
+    #[track_caller]
     fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> DelayedCall {
         self.call_later_boxed(delay, Box::new(f))
     }
 
     /// Runs `f` after everything already due now (`call_later(0)`).
+    #[track_caller]
     fn call_soon(&self, f: impl FnOnce() + 'static) -> DelayedCall {
         self.call_later_boxed(Duration::ZERO, Box::new(f))
     }
@@ -129,6 +135,7 @@ impl<R: ReactorTime + ?Sized> ReactorTime for std::rc::Rc<R> {
     fn seconds(&self) -> Instant {
         (**self).seconds()
     }
+    #[track_caller]
     fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
         (**self).call_later_boxed(delay, f)
     }
@@ -138,6 +145,7 @@ impl<R: ReactorTime + ?Sized> ReactorTime for &R {
     fn seconds(&self) -> Instant {
         (**self).seconds()
     }
+    #[track_caller]
     fn call_later_boxed(&self, delay: Duration, f: Box<dyn FnOnce()>) -> DelayedCall {
         (**self).call_later_boxed(delay, f)
     }

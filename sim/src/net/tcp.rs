@@ -220,7 +220,9 @@ fn flush(world: &Rc<World>, c: &Rc<SimConn>) {
             }
         }
         CloseAction::Abort(reason) => {
-            world.record(Some(c.host), Some(c.id), Kind::Rst);
+            let unsent = c.conn.discarded_output();
+            let unread = std::mem::take(&mut *c.inbound.borrow_mut()).len();
+            world.record(Some(c.host), Some(c.id), Kind::Rst { unsent, unread });
             send(world, c, Payload::Rst);
             if let Some(p) = reason.downcast_ref::<Panicked>() {
                 let host = world.host_name(c.host);
@@ -370,7 +372,9 @@ pub(crate) fn arrive(world: &Rc<World>, pkt: Packet) {
             deliver_inbound(world, &c);
         }
         Payload::Rst => {
-            c.inbound.borrow_mut().clear();
+            let unread = std::mem::take(&mut *c.inbound.borrow_mut()).len();
+            let unsent = c.conn.pending_output();
+            world.record(Some(c.host), Some(c.id), Kind::ResetBy { unsent, unread });
             lose(
                 world,
                 &c,

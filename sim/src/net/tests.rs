@@ -490,3 +490,51 @@ fn a_stale_udp_transport_does_not_stop_the_port_of_the_next_process() {
     sim.run_until_idle();
     assert_eq!(*got.borrow(), vec!["hi"]);
 }
+
+/// Never reads.
+#[derive(Default)]
+struct Sleeper;
+impl Protocol for Sleeper {
+    fn connection_made(&mut self, t: &Transport) {
+        t.pause_producing();
+    }
+    fn data_received(&mut self, _d: &[u8]) {}
+}
+
+/// Writes 200,000 bytes, then aborts 100 ms later.
+#[derive(Default)]
+struct Blaster;
+impl Protocol for Blaster {
+    fn connection_made(&mut self, t: &Transport) {
+        t.write(vec![b'b'; 200_000]);
+        let t2 = t.clone();
+        t.call_later(Duration::from_millis(100), move |_me: &mut Blaster| {
+            t2.abort_connection()
+        });
+    }
+    fn data_received(&mut self, _d: &[u8]) {}
+}
+
+#[test]
+fn a_reset_traces_what_each_end_threw_away() {
+    use torsion::protocol::ForProtocol;
+    let sim = fixed_latency(1).trace(true).build();
+    sim.host("server")
+        .listen_tcp(7, ForProtocol::<Sleeper>::new())
+        .unwrap();
+    sim.host("client")
+        .connect_tcp("server", 7, ForProtocol::<Blaster>::new());
+    sim.run_until_idle();
+    let trace = sim.trace().render();
+    // The window (64 KiB) crossed and waits unread at the server; the rest never left.
+    let window = Config::default().window;
+    let unsent = 200_000 - window;
+    assert!(
+        trace.contains(&format!("c1   rst (discarded {unsent}B unsent)")),
+        "{trace}"
+    );
+    assert!(
+        trace.contains(&format!("c2   reset by peer (discarded {window}B unread)")),
+        "{trace}"
+    );
+}

@@ -585,3 +585,45 @@ fn a_host_timer_past_the_clock_range_runs_at_the_end_of_time() {
         assert!(sim.errors().is_empty(), "{:?}", sim.errors());
     }
 }
+
+/// Arms a connection-scoped timer when connected.
+#[derive(Default)]
+struct ScopedTimer;
+impl Protocol for ScopedTimer {
+    fn connection_made(&mut self, t: &Transport) {
+        let line = line!() + 1;
+        t.call_later(Duration::from_millis(5), move |_me: &mut ScopedTimer| {
+            let _ = line;
+        });
+        let t = t.clone();
+        t.clone()
+            .call_soon(move |_me: &mut ScopedTimer| t.lose_connection());
+    }
+    fn data_received(&mut self, _d: &[u8]) {}
+}
+
+#[test]
+fn timers_are_named_by_their_call_site_in_the_trace() {
+    let sim = Sim::builder().seed(1).trace(true).build();
+    let h = sim.host("h");
+    let site = line!() + 1;
+    h.call_later(Duration::from_millis(1), || {});
+    sim.host("server")
+        .listen_tcp(7, ForProtocol::<ScopedTimer>::new())
+        .unwrap();
+    h.connect_tcp("server", 7, ForProtocol::<Echo>::new());
+    sim.run_until_idle();
+    let trace = sim.trace().render();
+    let file = file!();
+    assert!(
+        trace.contains(&format!("h          -    timer {file}:{site}")),
+        "{trace}"
+    );
+    // A protocol's scoped call is named where the protocol asked for it, through the
+    // transport and the connection.
+    assert!(
+        trace.contains(&format!("server     -    timer {file}:")),
+        "{trace}"
+    );
+    assert!(!trace.contains("src/protocol/"), "{trace}");
+}
