@@ -197,7 +197,7 @@ pub(crate) fn host_leftovers(host: &HostState, name: &str, out: &mut Vec<Leftove
 impl Sim {
     /// What is still alive in this world and should not be at the end of a run: open
     /// connections, lost connections (and their protocols) still alive, ports listening on
-    /// stopped hosts, pending delayed calls. See the [module docs](self).
+    /// stopped hosts, pending delayed calls. See [`crate::Leftover`].
     pub fn leftovers(&self) -> Vec<Leftover> {
         let mut out = Vec::new();
         for h in self.hosts() {

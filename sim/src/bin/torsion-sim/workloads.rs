@@ -294,7 +294,7 @@ fn chat_body(s: &Scenario, w: &AppParams, sim: &Sim) {
     sim.run_until_idle();
     if !f {
         assert_eq!(logs.borrow().len(), n, "every client finished");
-        assert_eq!(room.borrow().said().len(), n * count);
+        assert_eq!(room.borrow().said_count(), (n * count) as u64);
     }
 }
 
