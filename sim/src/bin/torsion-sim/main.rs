@@ -8,6 +8,8 @@
 use std::process::ExitCode;
 
 mod workloads;
+#[cfg(test)]
+mod workloads_tests;
 
 fn main() -> ExitCode {
     torsion_sim::cli::main(workloads::registry())
