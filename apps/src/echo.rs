@@ -29,6 +29,7 @@ pub struct EchoReport {
 
 /// A client that sends `messages` one at a time (each after the previous came back whole)
 /// and fires `done` with a report, or fails it if the echo is wrong or the connection drops.
+/// An empty message counts as echoed as soon as its turn comes.
 pub struct EchoClient {
     transport: Transport,
     messages: Vec<Vec<u8>>,
@@ -64,6 +65,11 @@ impl EchoClient {
     }
 
     fn send_next(&mut self) {
+        // An empty message is sent as nothing, so nothing comes back for it: it is echoed
+        // intact at once (waiting for its echo would wait forever).
+        while self.messages.get(self.next).is_some_and(Vec::is_empty) {
+            self.next += 1;
+        }
         match self.messages.get(self.next) {
             Some(m) => self.transport.write(m),
             None => {
@@ -190,6 +196,30 @@ mod tests {
                     messages: 3,
                     bytes: 306
                 }
+            );
+        }
+    }
+
+    /// Empty messages (`echo_client ADDR a "" b`) count as echoed; the client still finishes.
+    #[test]
+    fn empty_messages_are_echoed_at_once() {
+        for msgs in [
+            vec![b"a".to_vec(), vec![], b"b".to_vec()],
+            vec![vec![], vec![]],
+            vec![b"a".to_vec(), vec![]],
+        ] {
+            let done = Deferred::new();
+            let n = msgs.len();
+            let bytes = msgs.iter().map(Vec::len).sum();
+            let pump = connect(
+                &Clock::new(),
+                Box::new(Echo::default()),
+                Box::new(EchoClient::new(msgs, done.clone())),
+            );
+            pump.flush();
+            assert_eq!(
+                done.result().expect("finished").unwrap(),
+                EchoReport { messages: n, bytes }
             );
         }
     }

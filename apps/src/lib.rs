@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod chat;
+pub mod cli;
 pub mod echo;
 pub mod heartbeat;
 pub mod kv;

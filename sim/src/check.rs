@@ -17,7 +17,8 @@
 //! with them), the command that replays it, and the shrunk trace. It also writes a replay file
 //! (`<name>-<seed>.toml` under `$CARGO_TARGET_DIR/torsion-replays` when `CARGO_TARGET_DIR` is
 //! set, else `target/torsion-replays`) holding the check's name, the shrunk choices and the
-//! expected trace hash.
+//! expected trace hash, and next to it `<name>-<seed>.html`: the shrunk run's trace as a
+//! space-time diagram to open in a browser (see [`crate::html`]).
 //!
 //! Environment overrides, as in other Rust simulation harnesses:
 //! `TORSION_SEED=S` runs that one seed; `TORSION_SEEDS=N` runs N seeds; `TORSION_JOBS=J` runs
@@ -36,6 +37,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::shrink::{shrink, Attempt};
+use crate::trace::Trace;
 use crate::world::{Sim, SimBuilder, SimError};
 
 /// The body of a check: builds a world's hosts and workload, and runs it.
@@ -81,6 +83,9 @@ pub struct Options {
     pub program: Option<String>,
     /// Keep the list of seeds run in the summary.
     pub record_seeds: bool,
+    /// The test running the check (its thread's name under `cargo test`), for the replay
+    /// hint: `TORSION_SEED=3 cargo test <test>`.
+    pub test: Option<String>,
 }
 
 impl std::fmt::Debug for Options {
@@ -118,6 +123,10 @@ impl Options {
             scenario: None,
             program: None,
             record_seeds: false,
+            test: std::thread::current()
+                .name()
+                .filter(|n| *n != "main")
+                .map(str::to_string),
         };
         if let Some(n) = env_u64("TORSION_SEEDS") {
             o.seeds = n;
@@ -132,6 +141,12 @@ impl Options {
         if std::env::var("TORSION_CHECK_DETERMINISM").is_ok_and(|v| v != "0" && !v.is_empty()) {
             o.check_determinism = true;
         }
+        if let Ok(v) = std::env::var("TORSION_SHARD") {
+            match parse_shard(&v) {
+                Some(shard) => o.shard = shard,
+                None => panic!("TORSION_SHARD={v:?}: expected I/N with 0 <= I < N"),
+            }
+        }
         o
     }
 
@@ -142,6 +157,69 @@ impl Options {
         }
         self
     }
+
+    /// Sets the first seed (`TORSION_SEED` still wins).
+    pub fn start(mut self, seed: u64) -> Self {
+        if std::env::var("TORSION_SEED").is_err() {
+            self.start = seed;
+        }
+        self
+    }
+
+    /// Sets the number of threads (`TORSION_JOBS` still wins).
+    pub fn jobs(mut self, jobs: usize) -> Self {
+        if std::env::var("TORSION_JOBS").is_err() {
+            self.jobs = jobs.max(1);
+        }
+        self
+    }
+
+    /// Runs each seed twice and fails on any trace difference.
+    pub fn check_determinism(mut self, on: bool) -> Self {
+        self.check_determinism = on;
+        self
+    }
+
+    /// Whether a failure is shrunk (on by default), and within how many runs.
+    pub fn shrink(mut self, on: bool, budget: usize) -> Self {
+        self.shrink = on;
+        self.shrink_budget = budget;
+        self
+    }
+
+    /// Where replay files go (`None`: nowhere).
+    pub fn replay_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.replay_dir = dir;
+        self
+    }
+
+    /// Runs only shard `index` of `count` (`TORSION_SHARD` still wins).
+    pub fn shard(mut self, index: u64, count: u64) -> Self {
+        assert!(index < count, "shard {index}/{count}: need index < count");
+        if std::env::var("TORSION_SHARD").is_err() {
+            self.shard = (index, count);
+        }
+        self
+    }
+
+    /// Calls `f` after each seed.
+    pub fn on_seed(mut self, f: OnSeed) -> Self {
+        self.on_seed = Some(f);
+        self
+    }
+
+    /// Keeps the list of seeds run in the summary.
+    pub fn record_seeds(mut self, on: bool) -> Self {
+        self.record_seeds = on;
+        self
+    }
+}
+
+/// `I/N` with `I < N` (a shard of a sweep), as `TORSION_SHARD` and `--shard` take it.
+pub(crate) fn parse_shard(text: &str) -> Option<(u64, u64)> {
+    let (i, n) = text.split_once('/')?;
+    let (i, n) = (i.trim().parse::<u64>().ok()?, n.trim().parse::<u64>().ok()?);
+    (n > 0 && i < n).then_some((i, n))
 }
 
 /// `$CARGO_TARGET_DIR/torsion-replays` when `CARGO_TARGET_DIR` is set, else
@@ -183,6 +261,17 @@ pub struct Report {
     /// The command line named in the replay commands ([`Options::program`]; default
     /// `torsion-sim`).
     pub program: Option<String>,
+    /// The test that ran the check ([`Options::test`]).
+    pub test: Option<String>,
+}
+
+impl Report {
+    /// The trace viewer's page of the shrunk run (see [`crate::html`]), written next to the
+    /// replay file with the same stem, if it was written.
+    pub fn html_file(&self) -> Option<PathBuf> {
+        let page = self.replay_file.as_ref()?.with_extension("html");
+        page.is_file().then_some(page)
+    }
 }
 
 impl std::fmt::Display for Report {
@@ -199,18 +288,40 @@ impl std::fmt::Display for Report {
         )?;
         let program = self.program.as_deref().unwrap_or("torsion-sim");
         match &self.scenario {
-            None => writeln!(f, "  replay: TORSION_SEED={} cargo test", self.seed)?,
+            None => {
+                // `cargo test` filters by the test's name, its last path segment enough.
+                let test = self
+                    .test
+                    .as_deref()
+                    .map_or("", |t| t.rsplit("::").next().unwrap_or(t));
+                let sep = if test.is_empty() { "" } else { " " };
+                writeln!(
+                    f,
+                    "  replay: TORSION_SEED={} cargo test{sep}{test}",
+                    self.seed
+                )?
+            }
             Some(s) => writeln!(f, "  replay: {program} run {s} --seed {}", self.seed)?,
         }
         if let Some(p) = &self.replay_file {
             let p = p.display();
             match &self.scenario {
-                None => writeln!(
-                    f,
-                    "          TORSION_REPLAY={p} cargo test  (shrunk schedule)"
-                )?,
+                None => {
+                    let test = self
+                        .test
+                        .as_deref()
+                        .map_or("", |t| t.rsplit("::").next().unwrap_or(t));
+                    let sep = if test.is_empty() { "" } else { " " };
+                    writeln!(
+                        f,
+                        "          TORSION_REPLAY={p} cargo test{sep}{test}  (shrunk schedule)"
+                    )?
+                }
                 Some(_) => writeln!(f, "          {program} replay {p}  (shrunk schedule)")?,
             }
+        }
+        if let Some(p) = self.html_file() {
+            writeln!(f, "  viewer: {}  (open in a browser)", p.display())?;
         }
         writeln!(f, "shrunk trace (hash {:016x}):", self.trace_hash)?;
         f.write_str(&self.trace)
@@ -265,6 +376,8 @@ pub struct Outcome {
     pub choices: Vec<u64>,
     /// The rendered trace (if kept).
     pub trace: String,
+    /// The trace itself: its events if the world kept them (for [`crate::html`]).
+    pub full_trace: Trace,
     /// Simulated events run.
     pub steps: u64,
 }
@@ -282,9 +395,12 @@ pub fn run_once(make: &dyn Fn() -> Sim, body: &Body<'_>) -> Outcome {
     }
     let error = sim.errors().into_iter().next();
     let trace = sim.trace().render();
+    let hash = sim.trace_hash();
+    let full_trace = sim.take_trace();
     Outcome {
+        full_trace,
         error,
-        hash: sim.trace_hash(),
+        hash,
         faults: sim.describe_faults(),
         choices: sim.recorded_choices().unwrap_or_default(),
         trace,
@@ -405,6 +521,7 @@ pub fn sweep(
             replay_file: None,
             scenario: opts.scenario.clone(),
             program: opts.program.clone(),
+            test: opts.test.clone(),
         });
         return summary;
     }
@@ -458,6 +575,7 @@ pub fn investigate(
             replay_file: None,
             scenario: opts.scenario.clone(),
             program: opts.program.clone(),
+            test: opts.test.clone(),
         };
     };
     let original_len = first.choices.len();
@@ -475,20 +593,36 @@ pub fn investigate(
     };
     let make = || builder().choices(choices.clone()).trace(true).build();
     let last = run_once(&make, body);
-    let shown = last.error.unwrap_or(error);
+    let shown = last.error.clone().unwrap_or(error);
+    report_with_file(opts, seed, choices, original_len, shrink_runs, shown, last)
+}
+
+/// The report of a failing run of `choices`, with its replay file written (if
+/// `opts.replay_dir` is set), named after the check and the seed.
+fn report_with_file(
+    opts: &Options,
+    seed: u64,
+    choices: Vec<u64>,
+    original_len: usize,
+    shrink_runs: usize,
+    error: SimError,
+    run: Outcome,
+) -> Report {
+    let full_trace = run.full_trace;
     let mut report = Report {
         name: opts.name.clone(),
         seed,
-        error: shown.to_string(),
-        faults: last.faults,
+        error: error.to_string(),
+        faults: run.faults,
         choices,
         original_len,
         shrink_runs,
-        trace: last.trace,
-        trace_hash: last.hash,
+        trace: run.trace,
+        trace_hash: run.hash,
         replay_file: None,
         scenario: opts.scenario.clone(),
         program: opts.program.clone(),
+        test: opts.test.clone(),
     };
     if let Some(dir) = &opts.replay_dir {
         let safe: String = opts
@@ -506,10 +640,35 @@ pub fn investigate(
             scenario: opts.scenario.clone(),
         };
         if file.save(&path).is_ok() {
+            // The trace viewer's page goes next to it, with the same stem.
+            let title = format!("{} seed {seed}", opts.name);
+            let _ = crate::html::write_trace_html(
+                &path.with_extension("html"),
+                &full_trace,
+                &title,
+                Some(&report.error),
+            );
             report.replay_file = Some(path);
         }
     }
     report
+}
+
+/// Runs one schedule given as its choices (as proptest hands one to a property, see
+/// [`crate::prop::check_schedule`]): `None` if it passes, else its report with the full trace,
+/// and a replay file (`<name>-0.toml`, overwritten by each failing schedule, so the last —
+/// proptest's minimal one — remains) that `TORSION_REPLAY` replays in the check of that name.
+pub fn run_choices(
+    opts: &Options,
+    choices: Vec<u64>,
+    builder: &(dyn Fn() -> SimBuilder + Sync),
+    body: &Body<'_>,
+) -> Option<Report> {
+    let make = || builder().choices(choices.clone()).trace(true).build();
+    let out = run_once(&make, body);
+    let error = out.error.clone()?;
+    let len = choices.len();
+    Some(report_with_file(opts, 0, choices, len, 0, error, out))
 }
 
 /// Replays `file` (the check's own replay file) instead of running seeds.
@@ -523,14 +682,29 @@ fn replay(
     let make = || builder().choices(file.choices.clone()).trace(true).build();
     let out = run_once(&make, body);
     let hash = format!("{:016x}", out.hash);
-    let error = match (&out.error, hash == file.trace_hash) {
-        (_, false) => Some(format!(
-            "replay trace hash {hash} differs from the file's {}",
-            file.trace_hash
-        )),
-        (Some(e), true) => Some(e.to_string()),
-        (None, true) => None,
-    };
+    // Replaying answers "does this schedule still fail?": after a fix the trace differs and
+    // the run passes, which is what the user wants to hear; a changed trace alone is not a
+    // failure (the code under test changed).
+    let same = hash == file.trace_hash;
+    let error = out.error.as_ref().map(|e| {
+        if same {
+            e.to_string()
+        } else {
+            format!("{e} (the trace differs from the replay file's: the code changed)")
+        }
+    });
+    if error.is_none() {
+        println!(
+            "check '{}': the schedule in {} no longer fails{}",
+            file.name,
+            path.display(),
+            if same {
+                ""
+            } else {
+                " (its trace differs from the recorded one)"
+            }
+        );
+    }
     Summary {
         seeds: 1,
         seeds_run: vec![file.seed],
@@ -548,6 +722,7 @@ fn replay(
             replay_file: Some(path.to_path_buf()),
             scenario: opts.scenario.clone(),
             program: opts.program.clone(),
+            test: opts.test.clone(),
         }),
     }
 }
@@ -568,6 +743,7 @@ fn unreadable_replay(opts: &Options, error: &str) -> Summary {
             replay_file: None,
             scenario: opts.scenario.clone(),
             program: opts.program.clone(),
+            test: opts.test.clone(),
         }),
         ..Summary::default()
     }
@@ -575,11 +751,16 @@ fn unreadable_replay(opts: &Options, error: &str) -> Summary {
 
 /// Runs `body` over 100 seeds (or as the environment says) in default worlds, and panics
 /// with a report on the first failure.
+#[track_caller]
 pub fn check(name: &str, body: impl Fn(&Sim) + Sync) {
     check_with(Options::new(name), &Sim::builder, body);
 }
 
 /// [`check()`] with options and a world builder (faults, latency, limits).
+///
+/// A failure panics at the caller's line (`#[track_caller]`); a pass prints how many seeds
+/// and events it ran (shown with `cargo test -- --nocapture`).
+#[track_caller]
 pub fn check_with(
     opts: Options,
     builder: &(dyn Fn() -> SimBuilder + Sync),
@@ -589,6 +770,10 @@ pub fn check_with(
     if let Some(report) = summary.failure {
         panic!("{report}");
     }
+    println!(
+        "check '{}': {} seeds passed ({} events)",
+        opts.name, summary.seeds, summary.steps
+    );
 }
 
 #[cfg(test)]
@@ -846,6 +1031,90 @@ mod tests {
         let hint = format!("TORSION_REPLAY={} cargo test", path.display());
         assert!(replayed.to_string().contains(&hint), "{replayed}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn replaying_after_the_fix_runs_the_schedule_and_passes() {
+        let dir = std::env::temp_dir().join(format!("torsion-replay-fix-{}", std::process::id()));
+        let mut o = opts("lines");
+        o.replay_dir = Some(dir.clone());
+        let report = sweep(&o, &Sim::builder, &naive_body).failure.unwrap();
+        let path = report.replay_file.clone().expect("a replay file");
+        // The hints name the test that ran the check, as `cargo test` filters by it.
+        let text = report.to_string();
+        let test = "cargo test replaying_after_the_fix_runs_the_schedule_and_passes";
+        assert!(
+            text.contains(&format!("TORSION_SEED={} {test}\n", report.seed)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} {test}  (shrunk", path.display())),
+            "{text}"
+        );
+        // The same check, its protocol fixed: the schedule runs (its trace differs, as the
+        // code changed) and no longer fails.
+        let mut fixed = opts("lines");
+        fixed.replay = Some(path.clone());
+        let summary = sweep(&fixed, &Sim::builder, &|sim: &Sim| {
+            sim.host("a").log("fixed");
+            sim.run_until_idle();
+        });
+        assert_eq!(summary.seeds, 1);
+        assert!(summary.failure.is_none(), "{}", summary.failure.unwrap());
+        // Still broken: it fails, with the recorded error.
+        let summary = sweep(&fixed, &Sim::builder, &naive_body);
+        assert_eq!(summary.failure.expect("still fails").error, report.error);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failure_writes_the_viewer_page_next_to_its_replay_file() {
+        let dir = std::env::temp_dir().join(format!("torsion-replay-html-{}", std::process::id()));
+        let mut o = opts("naive lines");
+        o.replay_dir = Some(dir.clone());
+        let report = sweep(&o, &Sim::builder, &naive_body).failure.unwrap();
+        let replay = report.replay_file.clone().expect("a replay file");
+        let page = report.html_file().expect("a page");
+        assert_eq!(page, replay.with_extension("html"));
+        assert!(report
+            .to_string()
+            .contains(&format!("viewer: {}", page.display())));
+        let html = std::fs::read_to_string(&page).unwrap();
+        let open = "<script type=\"application/json\" id=\"trace-data\">";
+        let start = html.find(open).unwrap() + open.len();
+        let end = start + html[start..].find("</script>").unwrap();
+        let data: serde_json::Value = serde_json::from_str(&html[start..end]).unwrap();
+        // The shrunk run's trace, with the report's error as its failure.
+        assert_eq!(data["failure"], report.error.as_str());
+        assert_eq!(
+            data["events"].as_array().unwrap().len(),
+            report.trace.lines().count()
+        );
+        assert_eq!(data["title"], format!("naive lines seed {}", report.seed));
+        // Without a replay file, no page.
+        let mut none = opts("naive lines");
+        none.replay_dir = None;
+        let report = sweep(&none, &Sim::builder, &naive_body).failure.unwrap();
+        assert_eq!(report.html_file(), None);
+        assert!(!report.to_string().contains("viewer:"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn shards_parse_as_index_over_count() {
+        assert_eq!(parse_shard("0/4"), Some((0, 4)));
+        assert_eq!(parse_shard(" 3 / 4 "), Some((3, 4)));
+        for bad in ["4/4", "1/0", "x/2", "1", "-1/2", ""] {
+            assert_eq!(parse_shard(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "keeps only its trace hash")]
+    fn a_trace_snapshot_of_a_world_without_a_trace_is_an_error() {
+        let sim = Sim::new(0);
+        sim.run_until_idle();
+        crate::assert_trace_snapshot!("never_written", sim);
     }
 
     #[test]

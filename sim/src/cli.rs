@@ -820,6 +820,7 @@ fn replay(reg: &Registry, file: &Path) -> Result<ExitCode, String> {
                 replay_file: Some(file.to_path_buf()),
                 scenario: r.scenario.clone(),
                 program: Some(reg.name.to_string()),
+                test: None,
             };
             println!("{report}");
         }

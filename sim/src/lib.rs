@@ -12,6 +12,9 @@
 //!   smaller ([`shrink`]) yields the simplest schedule that still fails;
 //! - the runner ([`check()`](fn@check)) sweeps seeds in parallel, and on a failure prints the seed, the
 //!   fault mix, the replay command and the shrunk trace, and writes a replay file;
+//! - a trace is also a page to open in a browser ([`html`], [`Sim::write_html`]): a
+//!   space-time diagram with a lane per host and an arrow per message, written next to each
+//!   failure's replay file;
 //! - user code marks its own rare paths with [`buggify!`], which the simulator takes now
 //!   and then, as a decision of the run (module [`buggify`](mod@buggify));
 //! - [`prop`] gives proptest strategies over schedules and fault plans, and
@@ -51,17 +54,19 @@ pub mod cli;
 pub mod decide;
 pub mod faults;
 mod host;
+pub mod html;
 mod keyed;
 mod net;
 pub mod prop;
 pub mod scenario;
 pub mod shrink;
-mod snapshot;
+#[doc(hidden)]
+pub mod snapshot;
 pub mod trace;
 mod udp;
 mod world;
 
-pub use check::{check, check_with, Options, ReplayFile, Report, Summary};
+pub use check::{check, check_with, run_choices, Options, ReplayFile, Report, Summary};
 pub use decide::Decisions;
 pub use faults::{Crash, Faults, Partition};
 pub use host::Host;

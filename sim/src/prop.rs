@@ -98,3 +98,72 @@ pub fn faults(hosts: usize) -> impl Strategy<Value = Faults> {
             },
         )
 }
+
+/// Runs `body` on the schedule `choices` as the check `name` would, for a property: `Ok` if it
+/// passes; on a failure, a proptest failure whose message is the full report — the error,
+/// the trace, and a replay file that `TORSION_REPLAY=FILE cargo test` replays in the
+/// `check_with(Options::new(name), ...)` of the same name. Proptest shrinks the schedule; the
+/// replay file is rewritten on each failing case, so the minimal one remains.
+///
+/// ```
+/// use proptest::prelude::*;
+/// use torsion_sim::prop::{check_schedule, schedule};
+/// use torsion_sim::{Options, Sim};
+///
+/// proptest! {
+///     #![proptest_config(ProptestConfig::with_cases(8))]
+///     fn two_hosts_stay_quiet(choices in schedule()) {
+///         let body = |sim: &Sim| {
+///             sim.host("a");
+///             sim.run_until_idle();
+///         };
+///         check_schedule(&Options::new("quiet"), choices, &Sim::builder, &body)?;
+///     }
+/// }
+/// two_hosts_stay_quiet();
+/// ```
+pub fn check_schedule(
+    opts: &crate::Options,
+    choices: Vec<u64>,
+    builder: &(dyn Fn() -> crate::SimBuilder + Sync),
+    body: &crate::check::Body<'_>,
+) -> Result<(), TestCaseError> {
+    match crate::check::run_choices(opts, choices, builder, body) {
+        None => Ok(()),
+        Some(report) => Err(TestCaseError::fail(report.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Options, Sim};
+
+    #[test]
+    fn a_failing_schedule_becomes_a_report_with_a_trace_and_a_replay_file() {
+        let dir = std::env::temp_dir().join(format!("torsion-prop-{}", std::process::id()));
+        let opts = Options::new("prop failure").replay_dir(Some(dir.clone()));
+        let body = |sim: &Sim| {
+            let h = sim.host("a");
+            h.log("about to fail");
+            sim.invariant("never", || Err("broken".into()));
+            sim.run_until_idle();
+        };
+        let err = check_schedule(&opts, vec![0, 1, 2], &Sim::builder, &body).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("invariant 'never' violated: broken"),
+            "{text}"
+        );
+        assert!(text.contains("log about to fail"), "{text}");
+        let file = dir.join("prop_failure-0.toml");
+        assert!(text.contains(&file.display().to_string()), "{text}");
+        let replay = crate::ReplayFile::load(&file).unwrap();
+        assert_eq!(replay.name, "prop failure");
+        let ok = |sim: &Sim| {
+            sim.run_until_idle();
+        };
+        assert!(check_schedule(&opts, vec![3], &Sim::builder, &ok).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -14,9 +14,23 @@
 #[macro_export]
 macro_rules! assert_trace_snapshot {
     ($sim:expr) => {
-        $crate::insta::assert_snapshot!($sim.trace().render())
+        $crate::insta::assert_snapshot!($crate::snapshot::rendered(&$sim))
     };
     ($name:expr, $sim:expr) => {
-        $crate::insta::assert_snapshot!($name, $sim.trace().render())
+        $crate::insta::assert_snapshot!($name, $crate::snapshot::rendered(&$sim))
     };
+}
+
+/// The full trace of `sim`, rendered; panics if the world keeps only the trace hash (an
+/// empty snapshot would pass for any run).
+#[doc(hidden)]
+#[track_caller]
+pub fn rendered(sim: &crate::Sim) -> String {
+    let trace = sim.trace();
+    assert!(
+        trace.is_full(),
+        "assert_trace_snapshot!: this world keeps only its trace hash; build it with \
+         `.trace(true)` to snapshot its events"
+    );
+    trace.render()
 }

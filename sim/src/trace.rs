@@ -7,6 +7,7 @@
 //! snapshots. Two runs with the same hash had the same events in the same order: that is the
 //! determinism check.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::{self, Write as _};
 
 /// What happened.
@@ -108,6 +109,18 @@ pub struct Event {
     pub kind: Kind,
 }
 
+/// A TCP segment or a datagram in a full trace: where it was sent and where it was
+/// delivered. Kept beside the events (neither hashed nor rendered), so that a viewer can draw
+/// each as an arrow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The index of its `Send` event in [`Trace::events`].
+    pub send: usize,
+    /// The index of the `Recv` event that delivered it (a segment's last byte; `None`:
+    /// dropped, or not delivered before the run ended or the connection closed).
+    pub recv: Option<usize>,
+}
+
 /// The trace of a run: a running hash, and the events themselves when asked for.
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
@@ -115,9 +128,16 @@ pub struct Trace {
     count: u64,
     events: Option<Vec<Event>>,
     hosts: Vec<String>,
+    preview: usize,
+    /// Every segment sent (full traces only).
+    messages: Vec<Message>,
+    /// Per receiving end (host, connection): the segments on their way to it, in stream
+    /// order, as (index into `messages`, bytes not yet delivered).
+    flows: BTreeMap<(usize, u64), VecDeque<(usize, usize)>>,
 }
 
-/// How many bytes of a payload a trace shows (and hashes).
+/// How many bytes of a payload a trace hashes, and shows by default (see
+/// [`Trace::set_preview`]).
 pub const PREVIEW: usize = 24;
 
 const SEED: u64 = 0xcbf2_9ce4_8422_2325;
@@ -207,7 +227,16 @@ impl Trace {
             count: 0,
             events: full.then(Vec::new),
             hosts: Vec::new(),
+            preview: PREVIEW,
+            messages: Vec::new(),
+            flows: BTreeMap::new(),
         }
+    }
+
+    /// Shows up to `bytes` bytes of each payload in a kept trace (the hash still covers the
+    /// first [`PREVIEW`], so traces of any preview length compare and replay alike).
+    pub fn set_preview(&mut self, bytes: usize) {
+        self.preview = bytes;
     }
 
     /// Names a host index (for rendering).
@@ -253,14 +282,126 @@ impl Trace {
         let h = self.hash_head(time, host, conn, if recv { 7 } else { 6 });
         self.hash = mix(mix(h, data.len() as u64), digest(data));
         if let Some(events) = &mut self.events {
-            let kind = data_kind(recv, data);
+            let kind = data_kind(recv, data, self.preview);
             events.push(Event {
                 time,
                 host,
                 conn,
                 kind,
             });
+            if let (true, Some(h), Some(c)) = (recv, host, conn) {
+                let at = events.len() - 1;
+                self.delivered(at, (h, c), data.len());
+            }
         }
+    }
+
+    /// Adds the send of a TCP segment from connection `conn` of `host` to the end `to`
+    /// (host, connection); `delivered` is false when the network drops it. Traced and hashed
+    /// as [`Trace::push_data`] does; a full trace also keeps it as a [`Message`], paired
+    /// with the receive that delivers its last byte.
+    pub fn push_segment(
+        &mut self,
+        time: u64,
+        host: usize,
+        conn: u64,
+        data: &[u8],
+        to: (usize, u64),
+        delivered: bool,
+    ) {
+        self.push_data(time, Some(host), Some(conn), false, data);
+        let Some(events) = &self.events else {
+            return;
+        };
+        let m = self.messages.len();
+        self.messages.push(Message {
+            send: events.len() - 1,
+            recv: None,
+        });
+        if delivered && !data.is_empty() {
+            self.flows.entry(to).or_default().push_back((m, data.len()));
+        }
+    }
+
+    /// Adds the send (`recv == false`) or receipt of a datagram on `host`, traced and
+    /// hashed as [`Trace::push_data`] does. A full trace keeps each send as a [`Message`]
+    /// and returns its index; a receipt names the message its send returned, and is paired
+    /// with it (a duplicate's second receipt becomes a message of its own, from the same
+    /// send).
+    pub fn push_datagram(
+        &mut self,
+        time: u64,
+        host: usize,
+        recv: bool,
+        data: &[u8],
+        message: Option<usize>,
+    ) -> Option<usize> {
+        self.push_data(time, Some(host), None, recv, data);
+        let at = self.events.as_ref()?.len() - 1;
+        if !recv {
+            self.messages.push(Message {
+                send: at,
+                recv: None,
+            });
+            return Some(self.messages.len() - 1);
+        }
+        let m = self.messages.get_mut(message?)?;
+        match m.recv {
+            None => m.recv = Some(at),
+            Some(_) => {
+                let send = m.send;
+                self.messages.push(Message {
+                    send,
+                    recv: Some(at),
+                });
+            }
+        }
+        None
+    }
+
+    /// `n` bytes were delivered at the end `to` by event `at`: the segments they complete
+    /// are paired with it.
+    fn delivered(&mut self, at: usize, to: (usize, u64), mut n: usize) {
+        let Some(queue) = self.flows.get_mut(&to) else {
+            return;
+        };
+        while n > 0 {
+            let Some(front) = queue.front_mut() else {
+                break;
+            };
+            let take = n.min(front.1);
+            front.1 -= take;
+            n -= take;
+            if front.1 == 0 {
+                if let Some(m) = self.messages.get_mut(front.0) {
+                    m.recv = Some(at);
+                }
+                queue.pop_front();
+            }
+        }
+        if queue.is_empty() {
+            self.flows.remove(&to);
+        }
+    }
+
+    /// The TCP segments and datagrams sent, each with its send and receive events (full
+    /// traces only).
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// The hosts' names, by index (as named with [`Trace::name_host`]).
+    pub fn host_names(&self) -> &[String] {
+        &self.hosts
+    }
+
+    /// A host's name, or `h<index>` for a host never named.
+    pub fn host_name(&self, index: usize) -> String {
+        self.hosts
+            .get(index)
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .unwrap_or_else(|| format!("h{index}"))
     }
 
     /// The running hash of every event so far.
@@ -322,8 +463,8 @@ impl Trace {
 /// A send or receive as kept in a full trace, with its escaped preview (out of line: only
 /// full traces build it, and hash-only runs keep the formatting off their hot path).
 #[inline(never)]
-fn data_kind(recv: bool, data: &[u8]) -> Kind {
-    let p = preview(data, PREVIEW);
+fn data_kind(recv: bool, data: &[u8], max: usize) -> Kind {
+    let p = preview(data, max);
     if recv {
         Kind::Recv(data.len(), p)
     } else {

@@ -32,6 +32,8 @@ pub(crate) struct Datagram {
     from: Address,
     /// The destination port.
     port: u16,
+    /// Its send in a full trace (an index into [`crate::trace::Trace::messages`]).
+    pub(crate) message: Option<usize>,
 }
 
 /// A datagram reaches host `to`: the protocol listening on its port, if any, receives it.
@@ -40,7 +42,7 @@ pub(crate) fn arrive(world: &World, to: usize, d: Datagram) {
     let Some(slot) = lookup(&h.st, d.port) else {
         return;
     };
-    world.record_data(to, None, true, &d.data);
+    world.record_datagram(to, true, &d.data, d.message);
     let taken = slot.borrow_mut().take();
     if let Some(mut p) = taken {
         p.datagram_received(&d.data, d.from);
@@ -88,13 +90,14 @@ impl DatagramTransportDriver for SimUdp {
             std::net::IpAddr::V6(_) => None,
         };
         let Some(to) = dest_host.filter(|&i| world.host(i).is_some()) else {
-            world.record_data(st.index, None, false, data);
+            world.record_datagram(st.index, false, data, None);
             return Ok(()); // nobody there: the datagram is lost
         };
         let datagram = Datagram {
             data: data.to_vec(),
             from: self.addr,
             port: dest.port(),
+            message: None,
         };
         let mut pkt = Packet::between(st.index, to, Payload::Datagram(Box::new(datagram)));
         pkt.order = Some(world.net.link.datagram_order(st.index, to));

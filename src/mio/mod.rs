@@ -175,10 +175,14 @@ impl MioReactor {
 
     /// Marks the reactor running and fires the startup triggers, without looping (Twisted's
     /// `startRunning`); drive it with [`iterate`](Self::iterate). [`run`](ReactorCore::run)
-    /// does this itself.
+    /// does this itself. If [`stop`](ReactorCore::stop) was called before, it begins
+    /// stopping as soon as startup is done.
     pub fn start_running(&self) -> Result<(), ReactorError> {
         self.inner.life.start()?;
         self.inner.flush_dirty();
+        if self.inner.life.take_stop_request() {
+            let _ = self.stop(); // `stop` came before `run`: stop now that startup is done
+        }
         Ok(())
     }
 
@@ -542,12 +546,17 @@ impl ReactorUdp for MioReactor {
 }
 
 /// `host:port` as a socket address (`""` and `"0.0.0.0"` mean every IPv4 interface).
+/// The address of `host` (a name or an IP literal): its first IPv4 address if it has one,
+/// as Twisted's `connectTCP` and `listenTCP` resolve names (so `localhost` reaches a server
+/// listening on `0.0.0.0` even where `::1` is listed first).
 fn resolve(host: &str, port: u16) -> io::Result<std::net::SocketAddr> {
     use std::net::ToSocketAddrs;
     let host = if host.is_empty() { "0.0.0.0" } else { host };
-    (host, port)
-        .to_socket_addrs()?
-        .next()
+    let all: Vec<std::net::SocketAddr> = (host, port).to_socket_addrs()?.collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .copied()
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no address for {host}")))
 }
 

@@ -92,6 +92,34 @@ fn run_returns_after_stop_and_the_shutdown_triggers() {
     assert_eq!(r.run(), Err(ReactorError::NotRestartable));
 }
 
+/// `stop` before `run` (a client whose work ended before the loop started) is refused as not
+/// running, and `run` then starts up, shuts down and returns instead of looping forever.
+#[test]
+fn stop_before_run_makes_run_return_after_startup() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = MioReactor::new().unwrap();
+        let order = Rc::new(RefCell::new(Vec::new()));
+        let o = order.clone();
+        r.call_when_running(move || o.borrow_mut().push("running"));
+        let o = order.clone();
+        r.add_system_event_trigger(Phase::During, SystemEvent::Shutdown, move || {
+            o.borrow_mut().push("during shutdown")
+        });
+        let early = r.stop();
+        let ran = r.run();
+        let _ = tx.send((early, ran, order.borrow().clone(), r.running()));
+    });
+    // A bound on a hang, not a timing assertion: the old `run` never returned.
+    let (early, ran, order, running) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("run returned");
+    assert_eq!(early, Err(ReactorError::NotRunning));
+    assert_eq!(ran, Ok(()));
+    assert_eq!(order, vec!["running", "during shutdown"]);
+    assert!(!running);
+}
+
 #[test]
 fn a_refused_connection_reaches_the_factory() {
     let r = MioReactor::new().unwrap();

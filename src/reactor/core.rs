@@ -57,6 +57,24 @@ pub trait ReactorCore {
     /// triggers. A reactor runs once.
     fn run(&self) -> Result<(), ReactorError>;
     /// Asks the loop to stop: shutdown triggers run, connections are closed, `run` returns.
+    ///
+    /// When the reactor is not running this is [`ReactorError::NotRunning`] (Twisted's
+    /// `ReactorNotRunning`), whether it has stopped already or has not started. In the second
+    /// case the request is also remembered: a later `run` fires the startup triggers and the
+    /// `call_when_running` calls, then stops at once and returns. So a callback that gives up
+    /// before the loop starts (a client whose work turned out empty, or that failed at once)
+    /// can call `stop` and rely on `run` returning. (A simulated host runs from boot, so on
+    /// the simulator `stop` never comes before `run`.)
+    ///
+    /// ```
+    /// use torsion::reactor::{ReactorCore, ReactorError};
+    /// use torsion::testing::MemoryReactor;
+    ///
+    /// let reactor = MemoryReactor::new();
+    /// assert_eq!(reactor.stop(), Err(ReactorError::NotRunning));
+    /// reactor.run().unwrap(); // starts, then stops as asked
+    /// assert!(!reactor.running());
+    /// ```
     fn stop(&self) -> Result<(), ReactorError>;
     /// Whether the loop is running.
     fn running(&self) -> bool;
@@ -240,6 +258,8 @@ enum LifeState {
 /// assert_eq!(life.stop().err(), Some(ReactorError::NotRunning));
 /// life.start().unwrap();
 /// assert!(life.running());
+/// assert!(life.take_stop_request()); // the early stop: the reactor stops now
+/// assert!(!life.take_stop_request());
 /// let shutdown = life.stop().unwrap(); // fires the shutdown triggers
 /// assert!(shutdown.called() && !life.running());
 /// life.finish();
@@ -247,6 +267,7 @@ enum LifeState {
 /// ```
 pub struct Lifecycle {
     state: Cell<LifeState>,
+    stop_requested: Cell<bool>,
     triggers: SystemEventTriggers,
     when_running: RefCell<Vec<Box<dyn FnOnce()>>>,
 }
@@ -262,6 +283,7 @@ impl Lifecycle {
     pub fn new() -> Self {
         Lifecycle {
             state: Cell::new(LifeState::NotStarted),
+            stop_requested: Cell::new(false),
             triggers: SystemEventTriggers::new(),
             when_running: RefCell::new(Vec::new()),
         }
@@ -285,12 +307,24 @@ impl Lifecycle {
 
     /// Begins stopping: fires the shutdown triggers and returns the Deferred that fires once
     /// all three phases have run. The reactor calls [`finish`](Self::finish) when it is done.
+    ///
+    /// Before [`start`](Self::start) this is [`ReactorError::NotRunning`], and the request is
+    /// kept for [`take_stop_request`](Self::take_stop_request).
     pub fn stop(&self) -> Result<Deferred<()>, ReactorError> {
+        if self.state.get() == LifeState::NotStarted {
+            self.stop_requested.set(true);
+        }
         if self.state.get() != LifeState::Running {
             return Err(ReactorError::NotRunning);
         }
         self.state.set(LifeState::Stopping);
         Ok(self.triggers.fire(SystemEvent::Shutdown))
+    }
+
+    /// Whether `stop` was called before `start` (and not yet taken): the reactor calls this
+    /// right after `start` and, if it is true, stops (see [`ReactorCore::stop`]).
+    pub fn take_stop_request(&self) -> bool {
+        self.stop_requested.replace(false)
     }
 
     /// The reactor has stopped for good.

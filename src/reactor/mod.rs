@@ -37,7 +37,8 @@
 //!    connection carries on. (The simulator also turns it into a failing seed.)
 //! 8. **Stopping.** `stop` runs the `before` shutdown triggers, waits for the Deferreds they
 //!    return, runs `during` and `after`, disconnects every connection and returns from `run`.
-//!    `stop` when not running is [`ReactorError::NotRunning`]; a reactor runs once.
+//!    `stop` when not running is [`ReactorError::NotRunning`]; a reactor runs once. A `stop`
+//!    before `run` is also remembered: `run` then starts up and stops at once.
 //!
 //! The shared machinery lives in the engine so that drivers cannot drift apart:
 //! [`TimerQueue`] (rules 2 and 3), [`SystemEventTriggers`] (rule 8), and

@@ -304,7 +304,11 @@ impl ReactorRandom for MemoryReactor {
 
 impl ReactorCore for MemoryReactor {
     fn run(&self) -> Result<(), ReactorError> {
-        self.inner.life.start()
+        self.inner.life.start()?;
+        if self.inner.life.take_stop_request() {
+            let _ = self.stop(); // `stop` came before `run`
+        }
+        Ok(())
     }
 
     fn stop(&self) -> Result<(), ReactorError> {
@@ -652,7 +656,6 @@ mod tests {
     fn test_run_stop_and_triggers() {
         let r = MemoryReactor::new();
         let log = Log::default();
-        assert_eq!(r.stop(), Err(ReactorError::NotRunning));
         let l = log.clone();
         r.call_when_running(move || l.borrow_mut().push("running".into()));
         let l = log.clone();
@@ -667,5 +670,25 @@ mod tests {
         assert_eq!(r.run(), Err(ReactorError::NotRestartable));
         assert_eq!(*log.borrow(), vec!["running", "now", "before shutdown"]);
         assert!(r.has_run() && r.has_stopped());
+    }
+
+    /// `stop` before `run` is refused as not running, and `run` then starts up and stops.
+    #[test]
+    fn test_stop_before_run_stops_after_startup() {
+        let r = MemoryReactor::new();
+        let log = Log::default();
+        let l = log.clone();
+        r.call_when_running(move || l.borrow_mut().push("running".into()));
+        let l = log.clone();
+        r.add_system_event_trigger(Phase::After, SystemEvent::Shutdown, move || {
+            l.borrow_mut().push("after shutdown".into())
+        });
+        assert_eq!(r.stop(), Err(ReactorError::NotRunning));
+        assert!(log.borrow().is_empty());
+        r.run().unwrap();
+        assert_eq!(*log.borrow(), vec!["running", "after shutdown"]);
+        assert!(!r.running() && r.has_stopped());
+        assert_eq!(r.stop(), Err(ReactorError::NotRunning));
+        assert_eq!(r.run(), Err(ReactorError::NotRestartable));
     }
 }

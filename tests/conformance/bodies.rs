@@ -11,7 +11,8 @@ use torsion::protocol::{
     factory_fn, Address, ClientFactory, Connector, Factory, Producer, Protocol, Transport,
 };
 use torsion::reactor::{
-    Phase, ReactorCoreExt, ReactorTcpExt, ReactorThreadsExt, ReactorTimeExt, SystemEvent,
+    Phase, ReactorCoreExt, ReactorError, ReactorTcpExt, ReactorThreadsExt, ReactorTimeExt,
+    SystemEvent,
 };
 
 use crate::env::Env;
@@ -614,6 +615,37 @@ pub fn shutdown_triggers_and_stop(env: &dyn Env) {
     let l = log.clone();
     assert!(env.run_until(&move || l.borrow().len() == 3, LIMIT));
     assert_eq!(*log.borrow(), vec!["before", "during", "after"]);
+}
+
+/// `stop` before `run` is `NotRunning`, and `run` then starts up (startup triggers,
+/// `call_when_running`), shuts down and returns: a client whose work ended before the loop
+/// started does not hang. A simulated host runs from boot, so there `stop` cannot come
+/// before `run`: its `run` is `AlreadyRunning`.
+pub fn stop_before_run_returns_after_startup(env: &dyn Env) {
+    let Some(r) = env.unstarted() else {
+        let host = env.server();
+        assert!(host.running());
+        assert_eq!(host.run(), Err(ReactorError::AlreadyRunning));
+        return;
+    };
+    let log: Log = Rc::default();
+    let l = log.clone();
+    r.add_system_event_trigger(Phase::After, SystemEvent::Startup, move || {
+        push(&l, "startup")
+    });
+    let l = log.clone();
+    r.call_when_running(move || push(&l, "running"));
+    let l = log.clone();
+    r.add_system_event_trigger(Phase::During, SystemEvent::Shutdown, move || {
+        push(&l, "shutdown")
+    });
+    assert!(!r.running());
+    assert_eq!(r.stop(), Err(ReactorError::NotRunning));
+    assert!(log.borrow().is_empty(), "nothing runs before run");
+    r.run().expect("runs");
+    assert_eq!(*log.borrow(), vec!["startup", "running", "shutdown"]);
+    assert!(!r.running());
+    assert_eq!(r.run(), Err(ReactorError::NotRestartable));
 }
 
 pub fn panicking_protocol_loses_only_its_connection(env: &dyn Env) {

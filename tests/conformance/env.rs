@@ -20,6 +20,9 @@ pub trait Env {
     fn run_until(&self, cond: &dyn Fn() -> bool, limit: Duration) -> bool;
     /// Runs for `d` (of the backend's time).
     fn run_for(&self, d: Duration);
+    /// A reactor of this backend that has not been started, if the backend has such a thing
+    /// (a simulated host runs from boot).
+    fn unstarted(&self) -> Option<Rc<dyn Reactor>>;
 }
 
 /// The simulator: two hosts on a network with 1..10 ms latency and fragmentation.
@@ -76,6 +79,9 @@ impl Env for SimEnv {
     fn run_for(&self, d: Duration) {
         self.sim.run_for(d);
     }
+    fn unstarted(&self) -> Option<Rc<dyn Reactor>> {
+        None
+    }
 }
 
 /// The real reactor: one `MioReactor` is both sides, over 127.0.0.1.
@@ -127,6 +133,9 @@ impl Env for MioEnv {
                 .expect("poll");
         }
         true
+    }
+    fn unstarted(&self) -> Option<Rc<dyn Reactor>> {
+        Some(Rc::new(torsion::mio::MioReactor::new().expect("a poller")))
     }
     fn run_for(&self, d: Duration) {
         let deadline = wall() + d;

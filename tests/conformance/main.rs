@@ -56,6 +56,7 @@ conformance!(
     factory_start_and_stop_are_counted,
     stop_listening_refuses_new_connections,
     shutdown_triggers_and_stop,
+    stop_before_run_returns_after_startup,
     panicking_protocol_loses_only_its_connection,
     defer_to_thread_fires_on_the_reactor,
     call_from_thread_runs_on_the_reactor,

@@ -63,8 +63,9 @@ fn chat_swarm_invariants_hold() {
 /// Every seed of the chat run replays to the same trace hash.
 #[test]
 fn chat_runs_are_deterministic() {
-    let mut opts = Options::new("chat determinism").seeds(SEEDS);
-    opts.check_determinism = true;
+    let opts = Options::new("chat determinism")
+        .seeds(SEEDS)
+        .check_determinism(true);
     check_with(opts, &swarm, chat_body);
 }
 

@@ -179,11 +179,17 @@ pub(crate) fn send(world: &Rc<World>, mut pkt: Packet) -> Fate {
         }
     }
     if v.fate != Fate::Reset {
-        match &pkt.payload {
-            Payload::Data { bytes, .. } => {
-                world.record_data(pkt.from, Some(pkt.from_conn), false, bytes);
+        match &mut pkt.payload {
+            Payload::Data { bytes, .. } => world.record_segment(
+                pkt.from,
+                pkt.from_conn,
+                bytes,
+                (pkt.to, pkt.to_conn),
+                v.fate != Fate::Drop,
+            ),
+            Payload::Datagram(d) => {
+                d.message = world.record_datagram(pkt.from, false, &d.data, None);
             }
-            Payload::Datagram(d) => world.record_data(pkt.from, None, false, &d.data),
             _ => {}
         }
     }
@@ -196,6 +202,10 @@ pub(crate) fn send(world: &Rc<World>, mut pkt: Packet) -> Fate {
     };
     match v.fate {
         Fate::Pass => {
+            if v.delay > 0 {
+                // Where a latency spike takes effect: the packet it slows.
+                fault(&format!("spike +{}us", v.delay / 1_000));
+            }
             if v.copies > 1 {
                 if let Payload::Datagram(d) = &pkt.payload {
                     let copy = Packet {

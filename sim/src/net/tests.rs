@@ -334,6 +334,67 @@ fn duplicate_rule_delivers_a_datagram_twice() {
     assert_eq!(udp_run(&sim, &[(1, "one")]), vec!["one", "one"]);
 }
 
+/// A full trace pairs each datagram's receipt with its send, even out of order: the
+/// reordered, the duplicated (two receipts of one send) and the lost (none).
+#[test]
+fn datagrams_pair_with_their_receipts() {
+    use crate::trace::Kind;
+    let faults = Faults {
+        udp_dup_ppm: 300_000,
+        udp_loss_ppm: 300_000,
+        udp_reorder_ppm: 500_000,
+        ..Faults::none()
+    };
+    let (mut lost, mut dups, mut overtaken) = (0, 0, 0);
+    for seed in 0..20 {
+        let sim = Sim::builder()
+            .seed(seed)
+            .faults(faults.clone())
+            .trace(true)
+            .build();
+        let sends: Vec<(u64, String)> = (0..8).map(|i| (1 + i / 2, format!("d{i}"))).collect();
+        let sends: Vec<(u64, &str)> = sends.iter().map(|(t, s)| (*t, s.as_str())).collect();
+        let got = udp_run(&sim, &sends);
+        let trace = sim.trace();
+        let events = trace.events();
+        let text = |i: usize| match &events[i].kind {
+            Kind::Send(_, p) | Kind::Recv(_, p) => p.clone(),
+            k => panic!("seed {seed}: {k:?}"),
+        };
+        let mut receipts = 0;
+        let mut last_send = 0;
+        for m in trace.messages() {
+            assert!(matches!(events[m.send].kind, Kind::Send(..)), "seed {seed}");
+            let Some(r) = m.recv else {
+                lost += 1;
+                continue;
+            };
+            receipts += 1;
+            assert!(matches!(events[r].kind, Kind::Recv(..)), "seed {seed}");
+            assert_eq!(text(m.send), text(r), "seed {seed}: the same datagram");
+            assert_eq!(events[m.send].host, Some(0));
+            assert_eq!(events[r].host, Some(1));
+            if m.send < last_send {
+                dups += 1;
+            }
+            last_send = last_send.max(m.send);
+        }
+        assert_eq!(
+            receipts,
+            got.len(),
+            "seed {seed}: every receipt paired once"
+        );
+        let mut order: Vec<usize> = trace.messages().iter().filter_map(|m| m.recv).collect();
+        let by_send: Vec<usize> = order.clone();
+        order.sort_unstable();
+        overtaken += usize::from(order != by_send);
+    }
+    assert!(
+        lost > 0 && dups > 0 && overtaken > 0,
+        "{lost} {dups} {overtaken}"
+    );
+}
+
 /// Datagrams between two hosts arrive in the order sent, whatever their latencies, unless
 /// the reorder rule lets them overtake each other.
 #[test]
@@ -537,4 +598,30 @@ fn a_reset_traces_what_each_end_threw_away() {
         trace.contains(&format!("c2   reset by peer (discarded {window}B unread)")),
         "{trace}"
     );
+}
+
+/// A latency spike is marked in the trace on the packet it slows.
+#[test]
+fn a_spike_is_traced_where_it_takes_effect() {
+    use torsion::protocol::ForProtocol;
+    let faults = Faults {
+        spike_ppm: 1_000_000,
+        spike: Duration::from_millis(50),
+        ..Faults::none()
+    };
+    let sim = fixed_latency(1).trace(true).seed(3).faults(faults).build();
+    sim.host("server")
+        .listen_tcp(7, ForProtocol::<Sleeper>::new())
+        .unwrap();
+    sim.host("client")
+        .connect_tcp("server", 7, ForProtocol::<Sleeper>::new());
+    sim.run_until_idle();
+    let trace = sim.trace().render();
+    // The SYN is the client's first packet: the spike is marked on the client's host.
+    let spikes: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("FAULT spike +"))
+        .collect();
+    assert!(!spikes.is_empty(), "{trace}");
+    assert!(spikes[0].contains(" client "), "{trace}");
 }

@@ -105,6 +105,13 @@ impl SimBuilder {
         self
     }
 
+    /// Bytes of each payload a kept trace shows (default 24; the trace hash is the same
+    /// whatever this is).
+    pub fn preview(mut self, bytes: usize) -> Self {
+        self.cfg.preview = bytes;
+        self
+    }
+
     /// Builds the world.
     pub fn build(self) -> Sim {
         let mut decide = match self.choices {
@@ -123,7 +130,8 @@ impl SimBuilder {
         } else {
             0
         };
-        let trace = Trace::new(cfg.trace);
+        let mut trace = Trace::new(cfg.trace);
+        trace.set_preview(cfg.preview);
         let net = Net::new(&cfg.faults);
         let seq = Rc::new(Cell::new(0));
         let world = Rc::new(World {

@@ -197,7 +197,9 @@ pub(crate) fn host_leftovers(host: &HostState, name: &str, out: &mut Vec<Leftove
 impl Sim {
     /// What is still alive in this world and should not be at the end of a run: open
     /// connections, lost connections (and their protocols) still alive, ports listening on
-    /// stopped hosts, pending delayed calls. See [`crate::Leftover`].
+    /// stopped hosts, pending delayed calls. A connection whose peer's host crashed stays
+    /// open with nobody to tell it, as a real half-open TCP connection does: it is listed,
+    /// but does not fail [`Sim::check_clean`] (see [`Leftover::is_failure`]).
     pub fn leftovers(&self) -> Vec<Leftover> {
         let mut out = Vec::new();
         for h in self.hosts() {

@@ -40,6 +40,8 @@ pub struct Config {
     pub faults: Faults,
     /// Keep the full trace (otherwise only its hash).
     pub trace: bool,
+    /// Bytes of each payload a kept trace shows (default [`PREVIEW`](crate::trace::PREVIEW)).
+    pub preview: usize,
     /// Fail a run that ends idle with anything left that should not be (open connections,
     /// lost connections still alive, ports listening on stopped hosts): see
     /// [`Sim::leftovers`](crate::Sim::leftovers).
@@ -61,6 +63,7 @@ impl Default for Config {
             max_time: Duration::from_secs(24 * 3600),
             faults: Faults::none(),
             trace: false,
+            preview: crate::trace::PREVIEW,
             check_clean: false,
             fail_on_panic: true,
         }

@@ -141,6 +141,34 @@ impl World {
             .push_data(self.now.get(), Some(host), conn, recv, data);
     }
 
+    /// A TCP segment leaves connection `conn` of `host` for the end `to`.
+    pub(crate) fn record_segment(
+        &self,
+        host: usize,
+        conn: u64,
+        data: &[u8],
+        to: (usize, u64),
+        delivered: bool,
+    ) {
+        self.trace
+            .borrow_mut()
+            .push_segment(self.now.get(), host, conn, data, to, delivered);
+    }
+
+    /// A datagram leaves `host` (`recv == false`: returns its message in a full trace) or
+    /// reaches it (`message`: the one its send returned).
+    pub(crate) fn record_datagram(
+        &self,
+        host: usize,
+        recv: bool,
+        data: &[u8],
+        message: Option<usize>,
+    ) -> Option<usize> {
+        self.trace
+            .borrow_mut()
+            .push_datagram(self.now.get(), host, recv, data, message)
+    }
+
     pub(crate) fn fail(&self, error: SimError) {
         let what = error.to_string();
         self.record(None, None, Kind::CheckFailed { what });

@@ -159,6 +159,20 @@ impl Sim {
         self.world.trace.borrow()
     }
 
+    /// Writes the trace as a self-contained HTML page to `path` (see [`crate::html`]):
+    /// `title` heads it, and the run's first error, if any, is shown as its failure. Only a
+    /// world built with `.trace(true)` has events to draw.
+    pub fn write_html(&self, path: &std::path::Path, title: &str) -> Result<(), String> {
+        let failure = self.errors().first().map(ToString::to_string);
+        crate::html::write_trace_html(path, &self.trace(), title, failure.as_deref())
+    }
+
+    /// Takes the trace out of the world (which goes on with an empty one), without copying
+    /// its events.
+    pub(crate) fn take_trace(&self) -> Trace {
+        std::mem::take(&mut *self.world.trace.borrow_mut())
+    }
+
     /// The running trace hash.
     pub fn trace_hash(&self) -> u64 {
         self.world.trace.borrow().hash()

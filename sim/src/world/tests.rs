@@ -115,6 +115,46 @@ fn full_trace_renders() {
     );
 }
 
+/// Every segment sent is paired with the receive that delivered it, on the peer's end of
+/// the connection, whatever the fragmentation: each receive delivers exactly the bytes of
+/// the segments paired with it.
+#[test]
+fn segments_pair_with_the_receives_that_deliver_them() {
+    use crate::trace::Kind;
+    for seed in 0..30 {
+        let (sim, _, _) = echo_run(seed, true);
+        let trace = sim.trace();
+        let events = trace.events();
+        let sends = events
+            .iter()
+            .filter(|e| matches!(e.kind, Kind::Send(..)))
+            .count();
+        assert_eq!(trace.messages().len(), sends, "seed {seed}");
+        let mut delivered = vec![0usize; events.len()];
+        for m in trace.messages() {
+            let r = m
+                .recv
+                .unwrap_or_else(|| panic!("seed {seed}: {m:?} never received"));
+            let (s, r_ev) = (&events[m.send], &events[r]);
+            let Kind::Send(n, _) = s.kind else {
+                panic!("seed {seed}: {s:?} is not a send")
+            };
+            assert!(matches!(r_ev.kind, Kind::Recv(..)), "seed {seed}: {r_ev:?}");
+            assert!(r > m.send && r_ev.time >= s.time, "seed {seed}");
+            assert_ne!(s.host, r_ev.host, "seed {seed}");
+            assert_ne!(s.conn, r_ev.conn, "seed {seed}");
+            delivered[r] += n;
+        }
+        for (i, e) in events.iter().enumerate() {
+            if let Kind::Recv(n, _) = e.kind {
+                assert_eq!(delivered[i], n, "seed {seed}: event {i} {e:?}");
+            }
+        }
+    }
+    // Only full traces keep them.
+    assert!(echo_run(1, false).0.trace().messages().is_empty());
+}
+
 #[test]
 fn connect_to_nothing_is_refused() {
     let sim = Sim::new(1);
@@ -626,4 +666,30 @@ fn timers_are_named_by_their_call_site_in_the_trace() {
         "{trace}"
     );
     assert!(!trace.contains("src/protocol/"), "{trace}");
+}
+
+#[test]
+fn the_preview_length_is_configurable_and_does_not_change_the_hash() {
+    let run = |preview: usize| {
+        let sim = Sim::builder().seed(2).trace(true).preview(preview).build();
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let lost = Rc::new(RefCell::new(Vec::new()));
+        sim.host("server")
+            .listen_tcp(7, ForProtocol::<Echo>::new())
+            .unwrap();
+        let f = Rc::new(PingerFactory {
+            got,
+            lost,
+            failed: Rc::default(),
+        });
+        sim.host("client").connect_tcp("server", 7, f);
+        sim.run_until_idle();
+        let out = (sim.trace().render(), sim.trace().hash());
+        out
+    };
+    let (short, h1) = run(4);
+    let (long, h2) = run(64);
+    assert_eq!(h1, h2);
+    assert!(short.contains("\"hell\"..."), "{short}");
+    assert!(!long.contains("..."), "{long}");
 }

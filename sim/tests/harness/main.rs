@@ -79,15 +79,25 @@ fn tmp(name: &str) -> PathBuf {
     dir
 }
 
-/// The one replay file under `dir/torsion-replays`.
+/// The one replay file under `dir/torsion-replays` (with the trace viewer's page next to it,
+/// named in the report).
 fn the_replay_file(dir: &Path, output: &str) -> PathBuf {
     let replays = dir.join("torsion-replays");
-    let files: Vec<PathBuf> = std::fs::read_dir(&replays)
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&replays)
         .unwrap_or_else(|e| panic!("{}: {e}\n{output}", replays.display()))
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(files.len(), 1, "{files:?}");
-    files.into_iter().next().unwrap()
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let (page, file) = (&files[0], &files[1]);
+    assert_eq!(file.extension().unwrap(), "toml", "{files:?}");
+    assert_eq!(*page, file.with_extension("html"), "{files:?}");
+    let name = page.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        output.contains(&format!("{name}  (open in a browser)")),
+        "{output}"
+    );
+    file.clone()
 }
 
 #[test]

@@ -15,6 +15,7 @@ pub struct LineBuffer {
     pub max_length: usize,
     buf: Vec<u8>,
     pos: usize,
+    scan: DelimiterScan,
     line_mode: bool,
     paused: bool,
     busy: bool,
@@ -28,6 +29,7 @@ impl Default for LineBuffer {
             max_length: LINE_MAX_LENGTH,
             buf: Vec::new(),
             pos: 0,
+            scan: DelimiterScan::default(),
             line_mode: true,
             paused: false,
             busy: false,
@@ -73,6 +75,70 @@ impl LineBuffer {
     /// Bytes buffered and not yet delivered.
     pub fn pending(&self) -> &[u8] {
         &self.buf[self.pos..]
+    }
+
+    /// Bytes examined by the delimiter search so far (linear in the bytes received).
+    #[cfg(test)]
+    pub(crate) fn scanned(&self) -> u64 {
+        self.scan.scanned
+    }
+
+    /// Drops everything buffered, delivered or not.
+    fn discard(&mut self) {
+        self.buf.clear();
+        self.pos = 0;
+        self.scan.reset();
+    }
+}
+
+/// Where the delimiter search in a receive buffer stopped, so that a line arriving in many
+/// pieces is scanned once, not once per piece. The search resumes `delimiter.len() - 1` bytes
+/// before where it stopped (a delimiter may straddle two pieces) and starts over when the
+/// delimiter changes or the buffer is dropped.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DelimiterScan {
+    /// No delimiter lies wholly before this index of the buffer (from the search start on).
+    searched: usize,
+    /// The delimiter `searched` was found for.
+    delimiter: Vec<u8>,
+    /// Bytes examined, for the tests of the bound.
+    pub(crate) scanned: u64,
+}
+
+impl DelimiterScan {
+    /// The index of the first `delimiter` in `buf` at or after `from`.
+    pub(crate) fn find(&mut self, buf: &[u8], from: usize, delimiter: &[u8]) -> Option<usize> {
+        if delimiter.is_empty() {
+            return None;
+        }
+        if self.delimiter != delimiter {
+            self.delimiter = delimiter.to_vec();
+            self.searched = 0;
+        }
+        let resume = self.searched.saturating_sub(delimiter.len() - 1);
+        let start = from.max(resume).min(buf.len());
+        match find(&buf[start..], delimiter) {
+            Some(i) => {
+                self.scanned += (i + delimiter.len()) as u64;
+                self.searched = start + i;
+                Some(start + i)
+            }
+            None => {
+                self.scanned += (buf.len() - start) as u64;
+                self.searched = buf.len();
+                None
+            }
+        }
+    }
+
+    /// The first `n` bytes of the buffer were removed.
+    pub(crate) fn consumed(&mut self, n: usize) {
+        self.searched = self.searched.saturating_sub(n);
+    }
+
+    /// The buffer was emptied or replaced: search it from the start.
+    pub(crate) fn reset(&mut self) {
+        self.searched = 0;
     }
 }
 
@@ -138,26 +204,23 @@ pub trait LineReceiver {
                 break;
             }
             if st.line_mode {
-                let found = find(&st.buf[st.pos..], &st.delimiter);
+                let found = st.scan.find(&st.buf, st.pos, &st.delimiter);
                 match found {
                     None => {
                         if st.buf.len() - st.pos >= st.max_length + st.delimiter.len() {
                             let line = st.buf.split_off(st.pos);
-                            st.buf.clear();
-                            st.pos = 0;
+                            st.discard();
                             st.busy = false;
                             self.line_length_exceeded(&line);
                             return;
                         }
                         break;
                     }
-                    Some(i) => {
+                    Some(end) => {
                         let start = st.pos;
-                        let end = start + i;
-                        if i > st.max_length {
+                        if end - start > st.max_length {
                             let rest = st.buf.split_off(start);
-                            st.buf.clear();
-                            st.pos = 0;
+                            st.discard();
                             st.busy = false;
                             self.line_length_exceeded(&rest);
                             return;
@@ -172,13 +235,13 @@ pub trait LineReceiver {
                 }
             } else {
                 let data = st.buf.split_off(st.pos);
-                st.buf.clear();
-                st.pos = 0;
+                st.discard();
                 self.raw_data_received(&data);
             }
         }
         let st = self.line_state();
         st.buf.drain(..st.pos);
+        st.scan.consumed(st.pos);
         st.pos = 0;
         st.busy = false;
     }
@@ -192,12 +255,16 @@ pub trait LineReceiver {
     /// Switches to raw mode: the rest of the buffer, and all later data, goes to
     /// `raw_data_received`.
     fn set_raw_mode(&mut self) {
-        self.line_state().line_mode = false;
+        let st = self.line_state();
+        st.line_mode = false;
+        st.scan.reset();
     }
 
     /// Switches back to line mode, re-feeding `extra` as if just received.
     fn set_line_mode(&mut self, extra: &[u8]) {
-        self.line_state().line_mode = true;
+        let st = self.line_state();
+        st.line_mode = true;
+        st.scan.reset();
         if !extra.is_empty() {
             self.feed(extra);
         }
@@ -207,8 +274,7 @@ pub trait LineReceiver {
     fn clear_line_buffer(&mut self) -> Vec<u8> {
         let st = self.line_state();
         let rest = st.buf.split_off(st.pos);
-        st.buf.clear();
-        st.pos = 0;
+        st.discard();
         rest
     }
 

@@ -2,7 +2,7 @@
 //! `basic.LineOnlyReceiver`).
 
 use crate::protocol::Transport;
-use crate::protocols::basic::line::{find, LINE_MAX_LENGTH};
+use crate::protocols::basic::line::{DelimiterScan, LINE_MAX_LENGTH};
 
 /// The buffer a [`LineOnlyReceiver`] keeps.
 #[derive(Debug, Clone)]
@@ -12,6 +12,7 @@ pub struct LineOnlyBuffer {
     /// The longest line accepted, 16384 by default.
     pub max_length: usize,
     buf: Vec<u8>,
+    scan: DelimiterScan,
     transport: Transport,
 }
 
@@ -21,6 +22,7 @@ impl Default for LineOnlyBuffer {
             delimiter: b"\r\n".to_vec(),
             max_length: LINE_MAX_LENGTH,
             buf: Vec::new(),
+            scan: DelimiterScan::default(),
             transport: Transport::default(),
         }
     }
@@ -35,6 +37,12 @@ impl LineOnlyBuffer {
     /// The transport.
     pub fn transport(&self) -> &Transport {
         &self.transport
+    }
+
+    /// Bytes examined by the delimiter search so far (linear in the bytes received).
+    #[cfg(test)]
+    pub(crate) fn scanned(&self) -> u64 {
+        self.scan.scanned
     }
 }
 
@@ -65,27 +73,34 @@ pub trait LineOnlyReceiver {
             return; // nothing is delivered once the connection is closing
         }
         let mut buf = std::mem::take(&mut st.buf);
+        let mut scan = std::mem::take(&mut st.scan);
         buf.extend_from_slice(data);
         let delimiter = st.delimiter.clone();
         let max = st.max_length;
         let mut pos = 0;
-        while let Some(i) = find(&buf[pos..], &delimiter) {
-            if i > max {
-                self.line_length_exceeded(&buf[pos..pos + i]);
+        while let Some(end) = scan.find(&buf, pos, &delimiter) {
+            if end - pos > max {
+                drop_buffer(self.line_only_state(), scan);
+                self.line_length_exceeded(&buf[pos..end]);
                 return;
             }
-            self.line_received(&buf[pos..pos + i]);
-            pos += i + delimiter.len();
+            self.line_received(&buf[pos..end]);
+            pos = end + delimiter.len();
             if self.line_only_state().transport.disconnecting() {
+                drop_buffer(self.line_only_state(), scan);
                 return;
             }
         }
         if buf.len() - pos >= max + delimiter.len() {
+            drop_buffer(self.line_only_state(), scan);
             self.line_length_exceeded(&buf[pos..]);
             return;
         }
         buf.drain(..pos);
-        self.line_only_state().buf = buf;
+        scan.consumed(pos);
+        let st = self.line_only_state();
+        st.buf = buf;
+        st.scan = scan;
     }
 
     /// Writes `line` and the delimiter.
@@ -93,4 +108,10 @@ pub trait LineOnlyReceiver {
         let st = self.line_only_state();
         st.transport.write_sequence(&[line, &st.delimiter]);
     }
+}
+
+/// Forgets the buffer (`feed` took it and does not put it back): the next search starts over.
+fn drop_buffer(st: &mut LineOnlyBuffer, mut scan: DelimiterScan) {
+    scan.reset();
+    st.scan = scan;
 }

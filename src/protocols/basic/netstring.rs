@@ -43,6 +43,11 @@ pub struct NetstringBuffer {
     /// The longest payload accepted (Twisted's `MAX_LENGTH`), 99999 by default.
     pub max_length: usize,
     buf: Vec<u8>,
+    /// Where the unparsed bytes of `buf` start: the buffer is compacted once per `feed`, not
+    /// once per netstring (which would be quadratic in the netstrings of one read).
+    pos: usize,
+    /// Bytes moved by compaction, for the tests of the bound.
+    shifted: u64,
     expect: Expect,
     broken: Option<NetstringParseError>,
     transport: Transport,
@@ -53,6 +58,8 @@ impl Default for NetstringBuffer {
         NetstringBuffer {
             max_length: NETSTRING_MAX_LENGTH,
             buf: Vec::new(),
+            pos: 0,
+            shifted: 0,
             expect: Expect::Length,
             broken: None,
             transport: Transport::default(),
@@ -84,16 +91,39 @@ impl NetstringBuffer {
         out
     }
 
-    /// Parses the length at the front of the buffer: `Ok(Some(len, used))`, `Ok(None)` when
-    /// more bytes are needed.
+    /// Bytes moved to compact the buffer so far (linear in the bytes received).
+    #[cfg(test)]
+    pub(crate) fn shifted(&self) -> u64 {
+        self.shifted
+    }
+
+    /// Drops the parsed bytes from the front of the buffer.
+    fn compact(&mut self) {
+        if self.pos == 0 {
+            return;
+        }
+        self.shifted += (self.buf.len() - self.pos) as u64;
+        self.buf.drain(..self.pos);
+        self.pos = 0;
+    }
+
+    /// Drops everything buffered (the peer is broken).
+    fn discard(&mut self) {
+        self.buf.clear();
+        self.pos = 0;
+    }
+
+    /// Parses the length at the front of the unparsed bytes: `Ok(Some(len, used))`,
+    /// `Ok(None)` when more bytes are needed.
     fn parse_length(&self) -> Result<Option<(usize, usize)>, NetstringParseError> {
         let max_digits = self.max_length.to_string().len();
-        for (i, &b) in self.buf.iter().enumerate() {
+        let buf = &self.buf[self.pos..];
+        for (i, &b) in buf.iter().enumerate() {
             if b == b':' {
                 if i == 0 {
                     return Err(NetstringParseError::EmptyLength);
                 }
-                let digits = &self.buf[..i];
+                let digits = &buf[..i];
                 if digits[0] == b'0' && digits.len() > 1 {
                     return Err(NetstringParseError::LeadingZero);
                 }
@@ -108,7 +138,7 @@ impl NetstringBuffer {
             if !b.is_ascii_digit() {
                 return Err(NetstringParseError::NotADigit(char::from(b)));
             }
-            if i == 1 && self.buf[0] == b'0' {
+            if i == 1 && buf[0] == b'0' {
                 return Err(NetstringParseError::LeadingZero);
             }
             if i >= max_digits {
@@ -163,34 +193,40 @@ pub trait NetstringReceiver {
         loop {
             let st = self.netstring_state();
             if st.transport.disconnecting() {
+                st.compact();
                 return;
             }
             match st.expect {
                 Expect::Length => match st.parse_length() {
-                    Ok(None) => return,
+                    Ok(None) => {
+                        st.compact();
+                        return;
+                    }
                     Ok(Some((len, used))) => {
-                        st.buf.drain(..used);
+                        st.pos += used;
                         st.expect = Expect::Payload(len);
                     }
                     Err(e) => {
                         st.broken = Some(e.clone());
-                        st.buf.clear();
+                        st.discard();
                         self.netstring_parse_error(&e);
                         return;
                     }
                 },
                 Expect::Payload(len) => {
-                    if st.buf.len() <= len {
+                    if st.buf.len() - st.pos <= len {
+                        st.compact();
                         return; // the payload and its comma are not all here yet
                     }
-                    if st.buf[len] != b',' {
+                    if st.buf[st.pos + len] != b',' {
                         let e = NetstringParseError::MissingComma;
                         st.broken = Some(e.clone());
-                        st.buf.clear();
+                        st.discard();
                         self.netstring_parse_error(&e);
                         return;
                     }
-                    let payload: Vec<u8> = st.buf.drain(..=len).take(len).collect();
+                    let payload = st.buf[st.pos..st.pos + len].to_vec();
+                    st.pos += len + 1;
                     st.expect = Expect::Length;
                     self.string_received(&payload);
                 }

@@ -453,6 +453,133 @@ fn test_raw_mode_delivers_rest_of_buffer() {
     assert!(!p.lines.line_mode());
 }
 
+/// A line fed one byte at a time is scanned once, not once per byte (the search resumes
+/// where it stopped): 1 MiB costs a few MiB of comparisons, not half a tebibyte.
+#[test]
+fn test_long_line_fed_bytewise_is_scanned_linearly() {
+    let (mut p, tr) = plain(true);
+    let n = 1 << 20;
+    p.lines.max_length = 2 * n;
+    let line = b"y".repeat(n);
+    for b in line.chunks(1) {
+        p.feed(b);
+    }
+    p.feed(b"\r");
+    p.feed(b"\nnext");
+    assert_eq!(p.received, vec![line]);
+    assert_eq!(p.lines.pending(), b"next");
+    let scanned = p.lines.scanned();
+    assert!(
+        scanned <= 3 * n as u64,
+        "scanned {scanned} bytes for a {n}-byte line"
+    );
+    assert!(!tr.disconnecting());
+}
+
+/// Many lines in one read are each scanned once too.
+#[test]
+fn test_many_lines_in_one_feed_are_scanned_linearly() {
+    let (mut p, _tr) = plain(true);
+    let wire = b"ab\r\n".repeat(10_000);
+    p.feed(&wire);
+    assert_eq!(p.received.len(), 10_000);
+    assert!(p.lines.scanned() <= wire.len() as u64);
+}
+
+#[test]
+fn test_delimiter_split_across_feeds() {
+    for delimiter in [&b"\r\n"[..], b"\r\n\r\n", b"\n"] {
+        let (mut p, _tr) = plain(true);
+        p.lines.delimiter = delimiter.to_vec();
+        let wire = [&b"one"[..], delimiter, b"two", delimiter, b"thr"].concat();
+        for b in wire.chunks(1) {
+            p.feed(b);
+        }
+        assert_eq!(p.received, vec![b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(p.lines.pending(), b"thr");
+    }
+}
+
+/// A delimiter changed while a partial line is buffered is searched for from the start of
+/// that line, including the bytes already searched for the old delimiter.
+#[test]
+fn test_delimiter_change_with_buffered_data() {
+    let (mut p, _tr) = plain(true);
+    p.feed(b"abc\ndef");
+    assert!(p.received.is_empty());
+    p.lines.delimiter = b"\n".to_vec();
+    p.feed(b"");
+    p.feed(b"x");
+    assert_eq!(p.received, vec![b"abc".to_vec()]);
+    assert_eq!(p.lines.pending(), b"defx");
+    p.lines.delimiter = b"ef".to_vec();
+    p.feed(b"!");
+    assert_eq!(p.received, vec![b"abc".to_vec(), b"d".to_vec()]);
+    assert_eq!(p.lines.pending(), b"x!");
+}
+
+/// A delimiter changed from `line_received` applies to the rest of the same buffer.
+#[test]
+fn test_delimiter_change_mid_buffer() {
+    struct Switch {
+        lines: LineBuffer,
+        received: Vec<Vec<u8>>,
+    }
+    impl LineReceiver for Switch {
+        fn line_state(&mut self) -> &mut LineBuffer {
+            &mut self.lines
+        }
+        fn line_received(&mut self, line: &[u8]) {
+            self.received.push(line.to_vec());
+            self.lines.delimiter = b";".to_vec();
+        }
+    }
+    let mut p = Switch {
+        lines: LineBuffer::new(),
+        received: vec![],
+    };
+    p.feed(b"first\r\na;b\r\n");
+    p.feed(b"c;");
+    assert_eq!(
+        p.received,
+        vec![b"first".to_vec(), b"a".to_vec(), b"b\r\nc".to_vec()]
+    );
+}
+
+/// The raw-mode switch drops the search position with the buffer: line mode again searches
+/// the re-fed bytes from their start.
+#[test]
+fn test_raw_mode_round_trip_resets_the_search() {
+    let (mut p, _tr) = plain(true);
+    p.feed(b"partial line without end");
+    p.set_raw_mode();
+    p.feed(b"");
+    p.set_line_mode(b"a\r\nb");
+    assert_eq!(p.received, vec![b"a".to_vec()]);
+    assert_eq!(p.lines.pending(), b"b");
+    let _ = p.clear_line_buffer();
+    p.feed(b"c\r\n");
+    assert_eq!(p.received, vec![b"a".to_vec(), b"c".to_vec()]);
+}
+
+/// The length limit is still noticed when an unended line arrives byte by byte.
+#[test]
+fn test_max_length_exceeded_while_streaming() {
+    let (mut p, _tr) = plain(true);
+    for _ in 0..64 + 1 {
+        p.feed(b"z");
+    }
+    assert!(
+        p.long_lines.is_empty(),
+        "64 + 1 bytes may still end with \\r\\n"
+    );
+    p.feed(b"z");
+    assert_eq!(p.long_lines, vec![b"z".repeat(66)]);
+    assert!(p.lines.pending().is_empty());
+    p.feed(b"ok\r\n");
+    assert_eq!(p.received, vec![b"ok".to_vec()]);
+}
+
 // ---------------------------------------------------------------------------------------
 // LineOnlyReceiver
 
@@ -524,6 +651,38 @@ fn test_line_only_maximum_line_length_accepted() {
     p.feed(&[&b"x".repeat(64)[..], b"\n"].concat());
     assert!(!tr.disconnecting());
     assert_eq!(p.received, vec![b"x".repeat(64)]);
+}
+
+#[test]
+fn test_line_only_long_line_fed_bytewise_is_scanned_linearly() {
+    let (mut p, tr) = line_only_tester();
+    let n = 1 << 20;
+    p.lines.max_length = 2 * n;
+    let line = b"y".repeat(n);
+    for b in line.chunks(1) {
+        p.feed(b);
+    }
+    p.feed(b"\n");
+    assert_eq!(p.received, vec![line]);
+    let scanned = p.lines.scanned();
+    assert!(
+        scanned <= 3 * n as u64,
+        "scanned {scanned} bytes for a {n}-byte line"
+    );
+    assert!(!tr.disconnecting());
+}
+
+#[test]
+fn test_line_only_delimiter_split_and_changed() {
+    let (mut p, _tr) = line_only_tester();
+    p.lines.delimiter = b"\r\n".to_vec();
+    for b in b"one\r\ntwo\nthree".chunks(1) {
+        p.feed(b);
+    }
+    assert_eq!(p.received, vec![b"one".to_vec()]);
+    p.lines.delimiter = b"\n".to_vec();
+    p.feed(b"");
+    assert_eq!(p.received, vec![b"one".to_vec(), b"two".to_vec()]);
 }
 
 #[test]
@@ -932,6 +1091,26 @@ fn test_consume_length_border_cases() {
     p.feed(b"2:");
     assert!(tr.disconnecting());
     assert_eq!(p.errors, vec![NetstringParseError::TooLong(2)]);
+}
+
+/// Many netstrings in one read: the buffer is compacted once per `feed`, not moved once per
+/// netstring (which is quadratic in the netstrings of the read).
+#[test]
+fn test_many_netstrings_in_one_feed_move_the_buffer_once() {
+    let wire = b"1:a,".repeat(50_000);
+    let (mut p, tr) = net_tester(NETSTRING_MAX_LENGTH);
+    p.feed(&wire[..wire.len() - 1]);
+    p.feed(b",");
+    assert_eq!(p.received.len(), 50_000);
+    assert!(p.ns.shifted() <= 4, "moved {} bytes", p.ns.shifted());
+    // A long payload in pieces is moved at most once as well.
+    let long = NetstringBuffer::encode(&b"z".repeat(60_000));
+    for piece in long.chunks(7) {
+        p.feed(piece);
+    }
+    assert_eq!(p.received.last().map(Vec::len), Some(60_000));
+    assert!(p.ns.shifted() <= 4 + long.len() as u64);
+    assert!(!tr.disconnecting());
 }
 
 #[test]
