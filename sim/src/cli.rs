@@ -71,8 +71,8 @@
 //! }
 //! ```
 //!
-//! Then `cargo run -- explore scenarios` runs every `scenarios/*.toml` whose `app` is
-//! `"counter"`. The scenario's generic tables (`[topology]`, `[network]`, `[faults]`,
+//! Then `cargo run -- explore scenarios` runs every `scenarios/*.toml` (each names a
+//! registered workload in `app`; another name is an error naming the file and line). The scenario's generic tables (`[topology]`, `[network]`, `[faults]`,
 //! `[limits]`) are read and bounded by [`crate::scenario`]; the `[workload]` table is the
 //! workload's: it is read into its [`Params`] type when the file is loaded (by `list` too), so
 //! a wrong type, an unknown field, a missing one, or a value its [`Params::check`] refuses
