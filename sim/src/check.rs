@@ -78,6 +78,9 @@ pub struct Options {
     pub on_seed: Option<OnSeed>,
     /// The scenario file the body comes from, written into replay files.
     pub scenario: Option<String>,
+    /// The command line that runs the scenario, named in a report's replay commands
+    /// (default `torsion-sim`; a crate's own [`crate::cli`] binary gives its name).
+    pub program: Option<String>,
     /// Keep the list of seeds run in the summary.
     pub record_seeds: bool,
     /// The test running the check (its thread's name under `cargo test`), for the replay
@@ -118,6 +121,7 @@ impl Options {
             shard: (0, 1),
             on_seed: None,
             scenario: None,
+            program: None,
             record_seeds: false,
             test: std::thread::current()
                 .name()
@@ -254,6 +258,9 @@ pub struct Report {
     /// The scenario file the check comes from ([`Options::scenario`]): the report's replay
     /// commands are then `torsion-sim` ones rather than `cargo test` ones.
     pub scenario: Option<String>,
+    /// The command line named in the replay commands ([`Options::program`]; default
+    /// `torsion-sim`).
+    pub program: Option<String>,
     /// The test that ran the check ([`Options::test`]).
     pub test: Option<String>,
 }
@@ -279,6 +286,7 @@ impl std::fmt::Display for Report {
             self.original_len,
             self.shrink_runs
         )?;
+        let program = self.program.as_deref().unwrap_or("torsion-sim");
         match &self.scenario {
             None => {
                 // `cargo test` filters by the test's name, its last path segment enough.
@@ -293,7 +301,7 @@ impl std::fmt::Display for Report {
                     self.seed
                 )?
             }
-            Some(s) => writeln!(f, "  replay: torsion-sim run {s} --seed {}", self.seed)?,
+            Some(s) => writeln!(f, "  replay: {program} run {s} --seed {}", self.seed)?,
         }
         if let Some(p) = &self.replay_file {
             let p = p.display();
@@ -309,7 +317,7 @@ impl std::fmt::Display for Report {
                         "          TORSION_REPLAY={p} cargo test{sep}{test}  (shrunk schedule)"
                     )?
                 }
-                Some(_) => writeln!(f, "          torsion-sim replay {p}  (shrunk schedule)")?,
+                Some(_) => writeln!(f, "          {program} replay {p}  (shrunk schedule)")?,
             }
         }
         if let Some(p) = self.html_file() {
@@ -512,6 +520,7 @@ pub fn sweep(
             trace_hash: 0,
             replay_file: None,
             scenario: opts.scenario.clone(),
+            program: opts.program.clone(),
             test: opts.test.clone(),
         });
         return summary;
@@ -565,6 +574,7 @@ pub fn investigate(
             trace_hash: first.hash,
             replay_file: None,
             scenario: opts.scenario.clone(),
+            program: opts.program.clone(),
             test: opts.test.clone(),
         };
     };
@@ -611,6 +621,7 @@ fn report_with_file(
         trace_hash: run.hash,
         replay_file: None,
         scenario: opts.scenario.clone(),
+        program: opts.program.clone(),
         test: opts.test.clone(),
     };
     if let Some(dir) = &opts.replay_dir {
@@ -710,6 +721,7 @@ fn replay(
             trace_hash: out.hash,
             replay_file: Some(path.to_path_buf()),
             scenario: opts.scenario.clone(),
+            program: opts.program.clone(),
             test: opts.test.clone(),
         }),
     }
@@ -730,6 +742,7 @@ fn unreadable_replay(opts: &Options, error: &str) -> Summary {
             trace_hash: 0,
             replay_file: None,
             scenario: opts.scenario.clone(),
+            program: opts.program.clone(),
             test: opts.test.clone(),
         }),
         ..Summary::default()

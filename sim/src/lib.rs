@@ -18,7 +18,10 @@
 //! - user code marks its own rare paths with [`buggify!`], which the simulator takes now
 //!   and then, as a decision of the run (module [`buggify`](mod@buggify));
 //! - [`prop`] gives proptest strategies over schedules and fault plans, and
-//!   [`assert_trace_snapshot!`] snapshots a trace with insta.
+//!   [`assert_trace_snapshot!`] snapshots a trace with insta;
+//! - [`cli`] is the command line (`list`, `explore`, `run`, `replay`, `shrink`) as a
+//!   library: a crate registers its own workloads in a [`cli::Registry`] and calls
+//!   [`cli::main`] from its own binary, over its own scenario files.
 //!
 //! ```
 //! use std::rc::Rc;
@@ -47,6 +50,7 @@
 
 pub mod buggify;
 pub mod check;
+pub mod cli;
 pub mod decide;
 pub mod faults;
 mod host;
@@ -61,7 +65,6 @@ pub mod shrink;
 pub mod snapshot;
 pub mod trace;
 mod udp;
-pub mod workload;
 mod world;
 
 pub use check::{check, check_with, run_choices, Options, ReplayFile, Report, Summary};

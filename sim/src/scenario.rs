@@ -1,9 +1,15 @@
 //! Scenario files: `scenarios/*.toml`, one simulated workload each.
 //!
-//! A scenario names an app from `torsion-apps`, a topology, workload parameters, the
-//! network, the faults (none, explicit rules, or swarm), limits, a seed count, and what the
-//! sweep should find: `expect = "pass"` (no seed may fail) or `expect = "fail"` (a planted
-//! bug: the sweep passes only if some seed finds it).
+//! A scenario names a workload (`app`: a name registered with [`crate::cli::Registry`]), a
+//! topology, the workload's own parameters (`[workload]`), the network, the faults (none,
+//! explicit rules, or swarm), limits, a seed count, and what the sweep should find:
+//! `expect = "pass"` (no seed may fail) or `expect = "fail"` (a planted bug: the sweep
+//! passes only if some seed finds it).
+//!
+//! This module owns every table but `[workload]`: their fields, bounds and errors are the
+//! same for every workload. The `[workload]` table belongs to the workload: it is kept as
+//! written ([`Scenario::workload`]) and read into the workload's own type with
+//! [`Scenario::params`], whose errors name the file, line and field as the others do.
 //!
 //! ```toml
 //! name = "echo"
@@ -26,22 +32,17 @@
 //!
 //! Every error names the file, the line and the field: a malformed file, an unknown field,
 //! a missing field, a value of the wrong type, a value out of its bounds (see [`limits`]),
-//! an unknown app, a host name no topology has. A file that parses runs: no value in it can
+//! an unknown app (checked by the registry), a host name no topology has. A file that parses runs: no value in it can
 //! overflow the simulator's clock or exhaust memory while the workload is built.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::faults::{Crash, Faults, Partition};
 use crate::world::SimBuilder;
-
-/// The apps a scenario can run.
-pub const APPS: [&str; 6] = ["echo", "chat", "kv", "poetry", "heartbeat", "lines"];
-
-/// The echo workload's largest message when `max_size` is not given, in bytes.
-pub const DEFAULT_MAX_SIZE: u64 = 64;
 
 /// The bounds every numeric field of a scenario is checked against when the file is parsed.
 ///
@@ -60,17 +61,6 @@ pub mod limits {
     pub const MAX_SERVERS: u64 = 1_000;
     /// Client hosts (`clients`).
     pub const MAX_CLIENTS: u64 = 100_000;
-    /// Messages, lines or heartbeats per client (`messages`).
-    pub const MAX_MESSAGES: u64 = 1_000_000;
-    /// kv write rounds per client (`rounds`).
-    pub const MAX_ROUNDS: u64 = 1_000_000;
-    /// One message, in bytes (`min_size`, `max_size`): 64 MiB.
-    pub const MAX_MESSAGE_SIZE: u64 = 64 << 20;
-    /// Messages (or kv rounds) over all clients: `clients × messages` and
-    /// `clients × rounds` (10,000 clients of 100 messages each, say).
-    pub const MAX_TOTAL_MESSAGES: u64 = 1_000_000;
-    /// Bytes the echo clients hold over all clients, `clients × messages × max_size`: 1 GiB.
-    pub const MAX_WORKLOAD_BYTES: u64 = 1 << 30;
     /// A rate in millionths (`*_ppm` fields): one million is "always".
     pub const MAX_PPM: u64 = 1_000_000;
     /// Scheduled partitions, and scheduled crashes, each.
@@ -113,32 +103,6 @@ impl Default for Topology {
             clients: 1,
         }
     }
-}
-
-/// App parameters; each app reads the ones it needs and has defaults for the rest.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Workload {
-    /// Messages (or lines, or heartbeats) per client.
-    pub messages: Option<u64>,
-    /// Smallest message, in bytes.
-    pub min_size: Option<u64>,
-    /// Largest message, in bytes.
-    pub max_size: Option<u64>,
-    /// Rounds of writes per kv client.
-    pub rounds: Option<u64>,
-    /// Heartbeat interval, or poetry chunk delay, in milliseconds.
-    pub interval_ms: Option<u64>,
-    /// Idle timeout, in milliseconds.
-    pub timeout_ms: Option<u64>,
-    /// A liveness deadline, in simulated seconds from the start.
-    pub deadline_s: Option<u64>,
-    /// kv: the server deduplicates retried requests (false plants the double-apply bug).
-    pub dedupe: Option<bool>,
-    /// kv: clients reset their backoff on connecting (false plants the no-reset bug).
-    pub reset_delay: Option<bool>,
-    /// lines: the server takes each read to be a line (the naive-lines bug).
-    pub naive: Option<bool>,
 }
 
 /// The network.
@@ -255,7 +219,7 @@ pub struct Scenario {
     pub name: String,
     /// One line on what it checks.
     pub description: String,
-    /// The app (one of [`APPS`]).
+    /// The workload that runs it: a name registered with [`crate::cli::Registry`].
     pub app: String,
     /// What the sweep should find.
     #[serde(default)]
@@ -266,9 +230,10 @@ pub struct Scenario {
     /// Hosts.
     #[serde(default)]
     pub topology: Topology,
-    /// App parameters.
+    /// The workload's own parameters, as written: the registered workload reads them into
+    /// its own type with [`Scenario::params`].
     #[serde(default)]
-    pub workload: Workload,
+    pub workload: toml::Table,
     /// The network.
     #[serde(default)]
     pub network: Network,
@@ -281,6 +246,9 @@ pub struct Scenario {
     /// Where it was read from.
     #[serde(skip)]
     pub path: PathBuf,
+    /// The file's text, for errors that name a line.
+    #[serde(skip)]
+    text: String,
 }
 
 fn default_seeds() -> u64 {
@@ -380,6 +348,29 @@ fn line_of_entry(text: &str, table: &str, index: usize, key: &str) -> usize {
     })
 }
 
+/// A TOML error in `text` (read from `path`) as `file:line: field ...`.
+fn toml_error(path: &Path, text: &str, e: toml::de::Error) -> ScenarioError {
+    let line = e.span().map_or(1, |r| line_at(text, r.start));
+    let message = e.message().trim().to_string();
+    let message = if let Some(field) = missing_field(&message) {
+        // The span of a missing field is its whole table: name the field, not whatever
+        // key happens to sit on the table's first line.
+        format!("field `{field}` is missing")
+    } else {
+        match key_on_line(text, line) {
+            Some(key) if !message.contains(&format!("`{key}`")) => {
+                format!("field `{key}`: {message}")
+            }
+            _ => message,
+        }
+    };
+    ScenarioError {
+        file: path.to_path_buf(),
+        line,
+        message,
+    }
+}
+
 /// Checks `value <= max`, naming the field.
 fn at_most(field: &str, value: u64, max: u64, unit: &str) -> Result<(), String> {
     if value > max {
@@ -400,16 +391,6 @@ impl Scenario {
         let check = |line: usize, r: Result<(), String>| r.map_err(|m| (line, m));
         let ms = " (one year)";
 
-        if !APPS.contains(&self.app.as_str()) {
-            return Err((
-                top("app"),
-                format!(
-                    "field `app`: unknown app {:?} (known: {})",
-                    self.app,
-                    APPS.join(", ")
-                ),
-            ));
-        }
         if self.seeds == 0 {
             return Err((top("seeds"), "field `seeds`: must be at least 1".into()));
         }
@@ -440,72 +421,6 @@ impl Scenario {
             topo("clients"),
             at_most("clients", t.clients.into(), MAX_CLIENTS, ""),
         )?;
-
-        let work = within("workload");
-        let w = &self.workload;
-        let clients = u64::from(t.clients);
-        for (field, value, max, unit) in [
-            ("messages", w.messages, MAX_MESSAGES, ""),
-            ("rounds", w.rounds, MAX_ROUNDS, ""),
-            ("min_size", w.min_size, MAX_MESSAGE_SIZE, " bytes (64 MiB)"),
-            ("max_size", w.max_size, MAX_MESSAGE_SIZE, " bytes (64 MiB)"),
-            ("interval_ms", w.interval_ms, MAX_TIME_MS, ms),
-            ("timeout_ms", w.timeout_ms, MAX_TIME_MS, ms),
-            ("deadline_s", w.deadline_s, MAX_TIME_S, ms),
-        ] {
-            if let Some(v) = value {
-                check(work(field), at_most(field, v, max, unit))?;
-            }
-        }
-        if w.max_size == Some(0) {
-            return Err((
-                work("max_size"),
-                "field `max_size`: must be at least 1".into(),
-            ));
-        }
-        if let Some(lo) = w.min_size {
-            let hi = w.max_size.unwrap_or(DEFAULT_MAX_SIZE);
-            if lo > hi {
-                let (field, default) = match w.max_size {
-                    Some(_) => ("max_size", ""),
-                    None => ("min_size", " (the default)"),
-                };
-                return Err((
-                    work(field),
-                    format!("field `{field}`: min_size {lo} is above max_size {hi}{default}"),
-                ));
-            }
-        }
-        for (field, per_client) in [("messages", w.messages), ("rounds", w.rounds)] {
-            let total = per_client.unwrap_or(0).saturating_mul(clients);
-            if total > MAX_TOTAL_MESSAGES {
-                return Err((
-                    work(field),
-                    format!(
-                        "field `{field}`: {} per client times {clients} clients is {total}, \
-                         above the largest total allowed, {MAX_TOTAL_MESSAGES}",
-                        per_client.unwrap_or(0)
-                    ),
-                ));
-            }
-        }
-        if self.app == "echo" {
-            let size = w.max_size.unwrap_or(DEFAULT_MAX_SIZE);
-            let bytes = w
-                .messages
-                .unwrap_or(100)
-                .saturating_mul(clients)
-                .saturating_mul(size);
-            if bytes > MAX_WORKLOAD_BYTES {
-                return Err((
-                    work("max_size").max(work("messages")),
-                    format!(
-                        "field `max_size`: clients × messages × max_size is {bytes} bytes, \
-                         above the largest allowed, {MAX_WORKLOAD_BYTES} (1 GiB)"
-                    ),
-                ));
-            }
-        }
 
         let net = within("network");
         if let Some(range) = &self.network.latency_ms {
@@ -629,27 +544,54 @@ impl Scenario {
             line,
             message,
         };
-        let mut s: Scenario = toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(1, |r| line_at(text, r.start));
-            let message = e.message().trim().to_string();
-            let message = if let Some(field) = missing_field(&message) {
-                // The span of a missing field is its whole table: name the field, not
-                // whatever key happens to sit on the table's first line.
-                format!("field `{field}` is missing")
-            } else {
-                match key_on_line(text, line) {
-                    Some(key) if !message.contains(&format!("`{key}`")) => {
-                        format!("field `{key}`: {message}")
-                    }
-                    _ => message,
-                }
-            };
-            err(line, message)
-        })?;
+        let mut s: Scenario = toml::from_str(text).map_err(|e| toml_error(path, text, e))?;
         s.path = path.to_path_buf();
+        s.text = text.to_string();
         s.validate(text)
             .map_err(|(line, message)| err(line, message))?;
         Ok(s)
+    }
+
+    /// The `[workload]` table read into the workload's own type `P` (an empty table if the
+    /// file has none, so `P`'s `#[serde(default)]` fields apply). An error names the file,
+    /// the line and the field, as for the scenario's own fields: a value of the wrong type,
+    /// an unknown field (with `#[serde(deny_unknown_fields)]`), a missing one.
+    pub fn params<P: DeserializeOwned>(&self) -> Result<P, ScenarioError> {
+        #[derive(Deserialize)]
+        struct Only<P> {
+            workload: Option<P>,
+        }
+        let err = |e: toml::de::Error, text: &str| toml_error(&self.path, text, e);
+        let only: Only<P> = toml::from_str(&self.text).map_err(|e| err(e, &self.text))?;
+        match only.workload {
+            Some(p) => Ok(p),
+            None => toml::from_str("").map_err(|e| {
+                let mut e = err(e, "");
+                e.line = line_of(&self.text, None, "app");
+                e.message = format!("[workload]: {}", e.message);
+                e
+            }),
+        }
+    }
+
+    /// An error about `field` of the `[workload]` table, at the line that sets it (else the
+    /// table's header): for the checks a workload makes beyond types (bounds, one field
+    /// against another).
+    pub fn field_error(&self, field: &str, message: impl std::fmt::Display) -> ScenarioError {
+        ScenarioError {
+            file: self.path.clone(),
+            line: line_of(&self.text, Some("workload"), field),
+            message: format!("field `{field}`: {message}"),
+        }
+    }
+
+    /// An error about the scenario's top-level `field` (such as `app`), at its line.
+    pub fn top_error(&self, field: &str, message: impl std::fmt::Display) -> ScenarioError {
+        ScenarioError {
+            file: self.path.clone(),
+            line: line_of(&self.text, None, field),
+            message: format!("field `{field}`: {message}"),
+        }
     }
 
     /// Reads every `*.toml` under each path (a file or a directory), sorted by file name.
@@ -773,6 +715,43 @@ mod tests {
     const GOOD: &str = "name = \"x\"\ndescription = \"d\"\napp = \"echo\"\nseeds = 10\n\n[topology]\nclients = 3\n";
 
     #[test]
+    fn params_read_the_workload_table_with_file_line_and_field() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct P {
+            count: u32,
+            #[serde(default)]
+            buggy: bool,
+        }
+        let s = parse(&format!("{GOOD}[workload]\ncount = 4\nbuggy = true\n")).unwrap();
+        let p: P = s.params().unwrap();
+        assert_eq!((p.count, p.buggy), (4, true));
+        let s = parse(&format!("{GOOD}[workload]\ncount = \"x\"\n")).unwrap();
+        let e = s.params::<P>().unwrap_err();
+        assert_eq!(e.line, 9, "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("scenarios/x.toml:9: field `count`"),
+            "{e}"
+        );
+        let s = parse(&format!("{GOOD}[workload]\ncount = 1\ncolour = 2\n")).unwrap();
+        let e = s.params::<P>().unwrap_err();
+        assert_eq!(e.line, 10, "{e}");
+        assert!(e.message.contains("colour"), "{e}");
+        let s = parse(&format!("{GOOD}[workload]\nbuggy = true\n")).unwrap();
+        let e = s.params::<P>().unwrap_err();
+        assert_eq!(e.message, "field `count` is missing", "{e}");
+        // No table at all: the workload's defaults, or its missing fields named.
+        let s = parse(GOOD).unwrap();
+        let e = s.params::<P>().unwrap_err();
+        assert!(e.message.contains("`count` is missing"), "{e}");
+        let e = s.field_error("count", "too big");
+        assert_eq!(e.to_string(), "scenarios/x.toml:1: field `count`: too big");
+        let s = parse(&format!("{GOOD}[workload]\ncount = 1\n")).unwrap();
+        assert_eq!(s.field_error("count", "too big").line, 9);
+    }
+
+    #[test]
     fn a_good_file_parses_with_defaults() {
         let s = parse(GOOD).unwrap();
         assert_eq!(s.seeds, 10);
@@ -800,13 +779,6 @@ mod tests {
         let e = parse(&GOOD.replace("seeds = 10", "seeds = -5")).unwrap_err();
         assert_eq!(e.line, 4, "{e}");
         assert!(e.message.contains("seeds"), "{e}");
-    }
-
-    #[test]
-    fn an_unknown_app_is_named() {
-        let e = parse(&GOOD.replace("\"echo\"", "\"gopher\"")).unwrap_err();
-        assert_eq!(e.line, 3);
-        assert!(e.message.contains("unknown app \"gopher\""), "{e}");
     }
 
     #[test]
@@ -851,17 +823,8 @@ mod tests {
     #[test]
     fn the_sizes_that_aborted_the_process_are_errors_naming_file_line_and_field() {
         for (app, table, key, value) in [
-            ("echo", "workload", "max_size", "1000000000000"),
             ("echo", "topology", "clients", "4294967295"),
-            ("echo", "workload", "messages", "1000000000000"),
-            ("kv", "workload", "rounds", "1000000000000"),
             ("echo", "limits", "sim_time_s", "18446744074"),
-            (
-                "heartbeat",
-                "workload",
-                "interval_ms",
-                "9223372036854775807",
-            ),
         ] {
             let text = with(table, key, value).replace("\"echo\"", &format!("{app:?}"));
             let e = parse(&text).unwrap_err();
@@ -880,10 +843,6 @@ mod tests {
         let ppm = MAX_PPM;
         for (table, key, max) in [
             ("topology", "servers", MAX_SERVERS),
-            ("workload", "min_size", DEFAULT_MAX_SIZE),
-            ("workload", "interval_ms", y),
-            ("workload", "timeout_ms", y),
-            ("workload", "deadline_s", MAX_TIME_S),
             ("faults", "horizon_ms", y),
             ("faults", "spike_ms", y),
             ("faults", "reset_ppm", ppm),
@@ -902,48 +861,6 @@ mod tests {
             assert_eq!(e.line, FIELD_LINE, "{key}: {e}");
             assert!(e.message.starts_with(&format!("field `{key}`")), "{e}");
         }
-        // One client, so that the per-client bounds are the binding ones.
-        let one = GOOD.replace("clients = 3", "clients = 1");
-        for (key, max) in [
-            ("messages", MAX_MESSAGES),
-            ("rounds", MAX_ROUNDS),
-            ("max_size", MAX_WORKLOAD_BYTES / 100),
-        ] {
-            // Small messages, so that the bytes bound does not bind first.
-            let small = if key == "max_size" {
-                ""
-            } else {
-                "max_size = 1\n"
-            };
-            parse(&format!("{one}[workload]\n{key} = {max}\n{small}"))
-                .unwrap_or_else(|e| panic!("{key} = {max} is allowed: {e}"));
-            let e = parse(&format!("{one}[workload]\n{key} = {}\n", max + 1)).unwrap_err();
-            assert!(e.message.starts_with(&format!("field `{key}`")), "{e}");
-        }
-        // Messages over all clients.
-        let e = parse(&format!(
-            "{}[workload]\nmessages = {MAX_MESSAGES}\nmax_size = 1\n",
-            GOOD.replace("clients = 3", "clients = 11")
-        ))
-        .unwrap_err();
-        assert_eq!(e.line, 9, "{e}");
-        assert!(e.message.contains("times 11 clients is 11000000"), "{e}");
-        let e = parse(&format!(
-            "{}[workload]\nrounds = 500000\n",
-            GOOD.replace("\"echo\"", "\"kv\"")
-        ))
-        .unwrap_err();
-        assert!(
-            e.message
-                .contains("field `rounds`: 500000 per client times 3"),
-            "{e}"
-        );
-        let e = parse(&format!(
-            "{one}[workload]\nmax_size = {}\n",
-            MAX_MESSAGE_SIZE + 1
-        ))
-        .unwrap_err();
-        assert!(e.message.starts_with("field `max_size`"), "{e}");
         let e = parse(&GOOD.replace("clients = 3", &format!("clients = {}", MAX_CLIENTS + 1)))
             .unwrap_err();
         assert_eq!(e.line, 7, "{e}");
@@ -951,12 +868,6 @@ mod tests {
         let e =
             parse(&GOOD.replace("seeds = 10", &format!("seeds = {}", MAX_SEEDS + 1))).unwrap_err();
         assert!(e.message.starts_with("field `seeds`"), "{e}");
-        // The echo clients' bytes, all together.
-        let e = parse(&format!(
-            "{one}[workload]\nmessages = 1000000\nmax_size = 2000\n"
-        ))
-        .unwrap_err();
-        assert!(e.message.contains("1 GiB"), "{e}");
     }
 
     #[test]
@@ -1005,7 +916,7 @@ mod tests {
 
     #[test]
     fn an_app_without_clients_is_refused() {
-        for app in APPS {
+        for app in ["echo", "anything"] {
             let text = GOOD
                 .replace("clients = 3", "clients = 0")
                 .replace("\"echo\"", &format!("{app:?}"));
@@ -1018,12 +929,6 @@ mod tests {
                 "{e}"
             );
         }
-    }
-
-    #[test]
-    fn a_min_size_above_the_default_max_is_refused() {
-        let e = parse(&with("workload", "min_size", "65")).unwrap_err();
-        assert!(e.message.contains("above max_size 64 (the default)"), "{e}");
     }
 
     #[test]

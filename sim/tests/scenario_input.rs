@@ -7,8 +7,21 @@ use std::path::Path;
 use proptest::prelude::*;
 
 use torsion_sim::check::run_once;
-use torsion_sim::scenario::{limits, Scenario, APPS};
-use torsion_sim::{workload, SimError};
+use torsion_sim::cli::ScenarioBody;
+use torsion_sim::scenario::Scenario;
+use torsion_sim::SimError;
+
+/// The bundled binary's workloads (the demo apps), as `torsion-sim` registers them.
+#[allow(dead_code)]
+#[path = "../src/bin/torsion-sim/workloads.rs"]
+mod workloads;
+use workloads::APPS;
+
+/// The scenario bounds and the bundled apps' parameter bounds.
+mod limits {
+    pub use super::workloads::limits::*;
+    pub use torsion_sim::scenario::limits::*;
+}
 
 /// Any TOML value an integer field might be given: past its bound `max`, anything a `u64`
 /// can hold, negative, or not an integer at all.
@@ -191,7 +204,7 @@ fn quiet_workload_asserts() {
         std::panic::set_hook(Box::new(move |info| {
             if !info
                 .location()
-                .is_some_and(|l| l.file().ends_with("workload.rs"))
+                .is_some_and(|l| l.file().ends_with("workloads.rs"))
             {
                 default(info);
             }
@@ -214,12 +227,11 @@ const DEFECTS: [&str; 9] = [
 ];
 
 /// Runs seed 0 of `s`, cut short: at most 2 simulated seconds and 3,000 events.
-fn run_briefly(mut s: Scenario) -> Result<(), String> {
+fn run_briefly((mut s, body): (Scenario, ScenarioBody)) -> Result<(), String> {
     quiet_workload_asserts();
     let cap = |v: Option<u64>, max: u64| Some(v.unwrap_or(max).min(max));
     s.limits.sim_time_s = cap(s.limits.sim_time_s, 2);
     s.limits.max_steps = cap(s.limits.max_steps, 3_000);
-    let body = workload::body(&s);
     let make = || s.builder().seed(0).build();
     let out = run_once(&make, &*body);
     match out.error {
@@ -242,7 +254,7 @@ proptest! {
     #[test]
     fn any_scenario_is_an_error_or_a_run(text in scenario_text()) {
         let path = Path::new("p.toml");
-        match Scenario::parse(path, &text) {
+        match workloads::registry().parse(path, &text) {
             Err(e) => {
                 let shown = e.to_string();
                 if std::env::var_os("SCENARIO_INPUT_SHOW").is_some() {
@@ -254,7 +266,7 @@ proptest! {
             }
             Ok(s) => {
                 if std::env::var_os("SCENARIO_INPUT_SHOW").is_some() {
-                    eprintln!("runs: {} {:?}", s.app, s.topology);
+                    eprintln!("runs: {} {:?}", s.0.app, s.0.topology);
                 }
                 let r = run_briefly(s);
                 prop_assert!(r.is_ok(), "{}\n{}", r.unwrap_err(), text);
@@ -298,7 +310,8 @@ fn every_field_at_its_bound_runs() {
         let text = format!(
             "name = \"b\"\ndescription = \"d\"\napp = \"{app}\"\nseeds = {MAX_SEEDS}\n{extra}\n"
         );
-        let s = Scenario::parse(Path::new("b.toml"), &text)
+        let s = workloads::registry()
+            .parse(Path::new("b.toml"), &text)
             .unwrap_or_else(|e| panic!("{text}\nis valid: {e}"));
         if let Err(e) = run_briefly(s) {
             panic!("{text}\nfailed: {e}");

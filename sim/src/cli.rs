@@ -17,27 +17,256 @@
 //! Wall-clock time is read here, in the command line, only to report seeds per second; it
 //! never reaches a simulated run.
 
+//! The command line as a library: `list`, `explore`, `run`, `replay` and `shrink` over
+//! scenario files, for the workloads a [`Registry`] knows.
+//!
+//! ```text
+//! NAME list [PATH...]
+//! NAME workloads
+//! NAME explore [PATH...] [--seeds N] [--start S] [--jobs J] [--shard I/N]
+//!              [--check-determinism] [--json] [--junit FILE]
+//! NAME run SCENARIO --seed S [--trace] [--trace-out FILE]
+//! NAME replay FILE
+//! NAME shrink FILE
+//! ```
+//!
+//! A crate testing its own protocol registers its workloads and hands the registry to
+//! [`main`], from its own binary (or a `harness = false` test target):
+//!
+//! ```no_run
+//! use std::process::ExitCode;
+//! use serde::Deserialize;
+//! use torsion_sim::cli::{FieldError, Params, Registry};
+//! use torsion_sim::scenario::Scenario;
+//! use torsion_sim::Sim;
+//!
+//! /// The `[workload]` table of a scenario running `app = "counter"`.
+//! #[derive(Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct Counter {
+//!     #[serde(default = "ten")]
+//!     increments: u64,
+//! }
+//! fn ten() -> u64 { 10 }
+//!
+//! impl Params for Counter {
+//!     fn check(&self, _s: &Scenario) -> Result<(), FieldError> {
+//!         if self.increments > 1_000 {
+//!             return Err(FieldError::new("increments", "at most 1000"));
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn counter(s: &Scenario, p: &Counter, sim: &Sim) {
+//!     // Start servers and clients on hosts `server0..` and `client0..`, register the
+//!     // invariants with `sim.invariant(..)` and `sim.deadline(..)`, then run:
+//!     sim.run_until_idle();
+//! }
+//!
+//! fn main() -> ExitCode {
+//!     let mut registry = Registry::new("counter-sim");
+//!     registry.workload("counter", "a counter service", counter);
+//!     torsion_sim::cli::main(registry)
+//! }
+//! ```
+//!
+//! Then `cargo run -- explore scenarios` runs every `scenarios/*.toml` (each names a
+//! registered workload in `app`; another name is an error naming the file and line). The scenario's generic tables (`[topology]`, `[network]`, `[faults]`,
+//! `[limits]`) are read and bounded by [`crate::scenario`]; the `[workload]` table is the
+//! workload's: it is read into its [`Params`] type when the file is loaded (by `list` too), so
+//! a wrong type, an unknown field, a missing one, or a value its [`Params::check`] refuses
+//! is an error naming the file, line and field before any seed runs. The workload's
+//! invariants are the ones its body registers on the world ([`Sim::invariant`],
+//! [`Sim::deadline`]), checked after every event, plus the body's own assertions at the end.
+//!
+//! `explore` exits 0 iff every scenario met its expectation: `expect = "pass"` scenarios
+//! with no failing seed, `expect = "fail"` scenarios (planted bugs) with one found. The
+//! shard may also come from the environment: `TORSION_SHARD=I/N` (a CI matrix), or
+//! `JOB_COMPLETION_INDEX=I` with `TORSION_SHARDS=N` (a Kubernetes Indexed Job). Exit codes:
+//! 0 success, 1 a failure found (or a planted bug not found), 2 a usage or input error.
+//!
+//! Wall-clock time is read here, in the command line, only to report seeds per second; it
+//! never reaches a simulated run.
+//!
+//! The bundled `torsion-sim` binary (`cargo run -p torsion-sim -- explore scenarios`) is
+//! this module with the demo apps of `torsion-apps` registered, in
+//! `sim/src/bin/torsion-sim/`. It is a target of this package, so `-p torsion-sim` finds
+//! it; `torsion-apps` is an optional dependency of the package, enabled by the default
+//! `apps` feature and required by that binary target alone (`required-features`). The
+//! library never names it: a crate depending on `torsion-sim` with
+//! `default-features = false` gets the simulator and this command line without the demo
+//! apps. (Cargo gives a package's binaries no dependencies of their own; putting the
+//! bundled workloads in `torsion-apps` instead would make it depend on `torsion-sim` and
+//! close a cycle, and moving the binary to another package would break the `-p torsion-sim`
+//! command.)
+
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use torsion_sim::check::{
+use crate::check::{
     investigate, run_once, sweep, Body, Options, Outcome, ReplayFile, Report, Summary,
 };
-use torsion_sim::scenario::{Expect, Scenario};
-use torsion_sim::workload;
+use crate::scenario::{Expect, Scenario, ScenarioError};
+use crate::Sim;
+
+/// A workload's parameters: its scenario's `[workload]` table, read with serde.
+///
+/// Derive `Deserialize` (with `#[serde(deny_unknown_fields)]`, so a misspelt field is an
+/// error, and `#[serde(default)]` where a field may be left out) and implement `check` for
+/// what types cannot say: bounds, one field against another, against the topology.
+pub trait Params: DeserializeOwned + Send + Sync + 'static {
+    /// Checks the values once the table parsed; an error names the field, and the command
+    /// line reports it with the file and the field's line. Default: everything is fine.
+    fn check(&self, scenario: &Scenario) -> Result<(), FieldError> {
+        let _ = scenario;
+        Ok(())
+    }
+}
+
+/// A workload without parameters: its scenarios have no `[workload]` table (or an empty
+/// one).
+impl Params for NoParams {}
+
+/// No parameters (an empty `[workload]` table).
+#[derive(Clone, Copy, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+/// A value of `[workload]` a workload refuses: the field and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field, as written in the table.
+    pub field: String,
+    /// What is wrong (the error reads `file:line: field `FIELD`: MESSAGE`).
+    pub message: String,
+}
+
+impl FieldError {
+    /// `field` is wrong: `message`.
+    pub fn new(field: &str, message: impl std::fmt::Display) -> Self {
+        FieldError {
+            field: field.to_string(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// What a sweep runs for one scenario.
+pub type ScenarioBody = Arc<Body<'static>>;
+
+type Build = Arc<dyn Fn(&Scenario) -> Result<ScenarioBody, ScenarioError> + Send + Sync>;
+
+struct Entry {
+    about: String,
+    build: Build,
+}
+
+/// The workloads a command line knows, by the name a scenario's `app` gives.
+pub struct Registry {
+    name: &'static str,
+    workloads: BTreeMap<String, Entry>,
+}
+
+impl Registry {
+    /// An empty registry for the program `name` (shown in help and error messages).
+    pub fn new(name: &'static str) -> Self {
+        Registry {
+            name,
+            workloads: BTreeMap::new(),
+        }
+    }
+
+    /// Registers `run` as the workload `name`: a scenario with `app = "NAME"` runs it on
+    /// each seed's world, with its `[workload]` table read into `P` (once, when the file is
+    /// loaded). `run` builds the hosts (`server0..`, `client0..`, as the topology says),
+    /// registers the invariants on the world, runs it, and asserts what must hold at the
+    /// end. A name registered twice keeps the later workload.
+    pub fn workload<P, F>(&mut self, name: &str, about: &str, run: F) -> &mut Self
+    where
+        P: Params,
+        F: Fn(&Scenario, &P, &Sim) + Send + Sync + 'static,
+    {
+        let run = Arc::new(run);
+        let build: Build = Arc::new(move |s: &Scenario| {
+            let p: P = s.params()?;
+            p.check(s)
+                .map_err(|e| s.field_error(&e.field, &e.message))?;
+            let (s, run) = (s.clone(), run.clone());
+            let body: ScenarioBody = Arc::new(move |sim: &Sim| run(&s, &p, sim));
+            Ok(body)
+        });
+        self.workloads.insert(
+            name.to_string(),
+            Entry {
+                about: about.to_string(),
+                build,
+            },
+        );
+        self
+    }
+
+    /// The registered workloads' names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.workloads.keys().map(String::as_str).collect()
+    }
+
+    /// The body for `s`: its workload's, with its parameters read and checked. An unknown
+    /// `app` or a bad `[workload]` table is an error naming the file, line and field.
+    pub fn body(&self, s: &Scenario) -> Result<ScenarioBody, ScenarioError> {
+        let entry = self.workloads.get(&s.app).ok_or_else(|| {
+            s.top_error(
+                "app",
+                format!(
+                    "unknown app {:?} (known: {})",
+                    s.app,
+                    self.names().join(", ")
+                ),
+            )
+        })?;
+        (entry.build)(s)
+    }
+
+    /// Reads and checks a scenario file, and builds its body.
+    pub fn load(&self, path: &Path) -> Result<(Scenario, ScenarioBody), ScenarioError> {
+        let s = Scenario::load(path)?;
+        let body = self.body(&s)?;
+        Ok((s, body))
+    }
+
+    /// Parses and checks a scenario's text (read from `path`), and builds its body.
+    pub fn parse(
+        &self,
+        path: &Path,
+        text: &str,
+    ) -> Result<(Scenario, ScenarioBody), ScenarioError> {
+        let s = Scenario::parse(path, text)?;
+        let body = self.body(&s)?;
+        Ok((s, body))
+    }
+
+    /// Every scenario under `paths` (files, or directories of `*.toml`), with its body.
+    pub fn load_all(
+        &self,
+        paths: &[PathBuf],
+    ) -> Result<Vec<(Scenario, ScenarioBody)>, ScenarioError> {
+        Scenario::load_all(paths)?
+            .into_iter()
+            .map(|s| self.body(&s).map(|b| (s, b)))
+            .collect()
+    }
+}
 
 #[derive(Parser)]
-#[command(
-    name = "torsion-sim",
-    version,
-    about = "Deterministic simulation of torsion protocols"
-)]
+#[command(version, about = "Deterministic simulation of torsion protocols")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,6 +280,8 @@ enum Command {
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
     },
+    /// List the workloads a scenario's `app` can name.
+    Workloads,
     /// Run scenarios over many seeds and report what was found.
     Explore(ExploreArgs),
     /// Run one seed of a scenario.
@@ -96,46 +327,87 @@ fn last_panic() -> &'static std::sync::Mutex<Option<String>> {
     &LAST
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// Runs the command line on the process's arguments with the workloads of `registry`, and
+/// returns the exit code: 0 success, 1 a failure found (or a planted bug not found), 2 a
+/// usage or input error (reported on stderr as `NAME: file:line: ...`).
+pub fn main(registry: Registry) -> ExitCode {
+    main_from(registry, std::env::args_os())
+}
+
+/// [`main`] on the arguments `args` (the first is the program's name).
+pub fn main_from<I, T>(registry: Registry, args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = match Cli::command()
+        .name(registry.name)
+        .try_get_matches_from(args)
+    {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+    };
     quiet_panics();
-    let result = std::panic::catch_unwind(|| dispatch(cli)).unwrap_or_else(|payload| {
-        let message = torsion::error::Panicked::from_payload(payload).message;
-        let at = last_panic()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .unwrap_or_default();
-        Err(format!("internal error at {at}: {message}"))
-    });
+    let r = &registry;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(r, cli)))
+        .unwrap_or_else(|payload| {
+            let message = torsion::error::Panicked::from_payload(payload).message;
+            let at = last_panic()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_default();
+            Err(format!("internal error at {at}: {message}"))
+        });
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("torsion-sim: {e}");
+            eprintln!("{}: {e}", registry.name);
             ExitCode::from(2)
         }
     }
 }
 
-fn dispatch(cli: Cli) -> Result<ExitCode, String> {
+fn dispatch(reg: &Registry, cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
-        Command::List { paths } => list(&paths),
-        Command::Explore(args) => explore(args),
+        Command::List { paths } => list(reg, &paths),
+        Command::Workloads => {
+            let width = reg.workloads.keys().map(String::len).max().unwrap_or(0);
+            for (name, e) in &reg.workloads {
+                println!("{name:width$}  {}", e.about);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explore(args) => explore(reg, args),
         Command::Run {
             scenario,
             seed,
             trace,
             trace_out,
-        } => run(&scenario, seed, trace, trace_out.as_deref()),
-        Command::Replay { file } => replay(&file),
-        Command::Shrink { file } => shrink(&file),
+        } => run(reg, &scenario, seed, trace, trace_out.as_deref()),
+        Command::Replay { file } => replay(reg, &file),
+        Command::Shrink { file } => shrink(reg, &file),
     }
 }
 
-fn list(paths: &[PathBuf]) -> Result<ExitCode, String> {
-    let scenarios = Scenario::load_all(paths).map_err(|e| e.to_string())?;
-    let width = scenarios.iter().map(|s| s.name.len()).max().unwrap_or(0);
-    for s in &scenarios {
+fn list(reg: &Registry, paths: &[PathBuf]) -> Result<ExitCode, String> {
+    let scenarios = reg.load_all(paths).map_err(|e| e.to_string())?;
+    let width = scenarios
+        .iter()
+        .map(|(s, _)| s.name.len())
+        .max()
+        .unwrap_or(0);
+    for (s, _) in &scenarios {
         let expect = match s.expect {
             Expect::Pass => "pass",
             Expect::Fail => "fail",
@@ -247,15 +519,15 @@ fn now() -> std::time::Instant {
     std::time::Instant::now()
 }
 
-fn explore(args: ExploreArgs) -> Result<ExitCode, String> {
-    let scenarios = Scenario::load_all(&args.paths).map_err(|e| e.to_string())?;
+fn explore(reg: &Registry, args: ExploreArgs) -> Result<ExitCode, String> {
+    let scenarios = reg.load_all(&args.paths).map_err(|e| e.to_string())?;
     if scenarios.is_empty() {
         return Err("no scenarios found".into());
     }
     let shard = shard_from(args.shard.as_deref())?;
     let interactive = std::io::stderr().is_terminal() && !args.json;
     let mut rows = Vec::new();
-    for s in &scenarios {
+    for (s, body) in &scenarios {
         let mut opts = Options::new(&s.name);
         opts.seeds = args.seeds.unwrap_or(s.seeds);
         opts.start = args.start;
@@ -265,6 +537,7 @@ fn explore(args: ExploreArgs) -> Result<ExitCode, String> {
         opts.shard = shard;
         opts.check_determinism |= args.check_determinism;
         opts.scenario = Some(s.path.display().to_string());
+        opts.program = Some(reg.name.to_string());
         opts.record_seeds = args.emit_seeds;
         let bar = if interactive {
             let in_shard = opts.seeds.saturating_sub(shard.0).div_ceil(shard.1);
@@ -281,10 +554,9 @@ fn explore(args: ExploreArgs) -> Result<ExitCode, String> {
         } else {
             None
         };
-        let body = workload::body(s);
         let builder = || s.builder();
         let started = now();
-        let summary = sweep(&opts, &builder, &*body);
+        let summary = sweep(&opts, &builder, &**body);
         let seconds = started.elapsed().as_secs_f64();
         if let Some(pb) = bar {
             pb.finish_and_clear();
@@ -447,37 +719,45 @@ fn junit(rows: &[Row]) -> String {
 }
 
 /// A scenario by path, or by name under `scenarios/`.
-fn find_scenario(arg: &str) -> Result<Scenario, String> {
+fn find_scenario(reg: &Registry, arg: &str) -> Result<(Scenario, ScenarioBody), String> {
     let p = Path::new(arg);
     // A path (an existing file, or anything that looks like one) is loaded as given, so a
     // missing file is reported as such rather than looked up by name.
     if p.exists() || arg.ends_with(".toml") || arg.contains(std::path::MAIN_SEPARATOR) {
-        return Scenario::load(p).map_err(|e| e.to_string());
+        return reg.load(p).map_err(|e| e.to_string());
     }
-    let all = Scenario::load_all(&[PathBuf::from("scenarios")]).map_err(|e| e.to_string())?;
+    let all = reg
+        .load_all(&[PathBuf::from("scenarios")])
+        .map_err(|e| e.to_string())?;
     all.into_iter()
-        .find(|s| s.name == arg)
+        .find(|(s, _)| s.name == arg)
         .ok_or_else(|| format!("no scenario file or name {arg:?}"))
 }
 
 /// Options for investigating one seed of `s` from the command line: its name, its file
 /// in the replay file, the default replay directory.
-fn options_for(s: &Scenario) -> Options {
+fn options_for(reg: &Registry, s: &Scenario) -> Options {
     let mut opts = Options::new(&s.name);
     opts.scenario = Some(s.path.display().to_string());
+    opts.program = Some(reg.name.to_string());
     opts
 }
 
 /// Runs one seed of `s`. The full trace costs memory and time: it is kept only when asked
 /// for (a failure is re-run with it for the report).
-fn run_seed(s: &Scenario, body: &Body<'_>, seed: u64, keep_trace: bool) -> Outcome {
+pub fn run_seed(s: &Scenario, body: &Body<'_>, seed: u64, keep_trace: bool) -> Outcome {
     let make = || s.builder().seed(seed).trace(keep_trace).build();
     run_once(&make, body)
 }
 
-fn run(arg: &str, seed: u64, trace: bool, trace_out: Option<&Path>) -> Result<ExitCode, String> {
-    let s = find_scenario(arg)?;
-    let body = workload::body(&s);
+fn run(
+    reg: &Registry,
+    arg: &str,
+    seed: u64,
+    trace: bool,
+    trace_out: Option<&Path>,
+) -> Result<ExitCode, String> {
+    let (s, body) = find_scenario(reg, arg)?;
     let out = run_seed(&s, &*body, seed, trace || trace_out.is_some());
     if trace {
         print!("{}", out.trace);
@@ -498,14 +778,17 @@ fn run(arg: &str, seed: u64, trace: bool, trace_out: Option<&Path>) -> Result<Ex
         Some(e) => {
             println!("FAILED: {e}\n");
             let builder = || s.builder();
-            let report = investigate(&options_for(&s), seed, &builder, &*body);
+            let report = investigate(&options_for(reg, &s), seed, &builder, &*body);
             println!("{report}");
             Ok(ExitCode::FAILURE)
         }
     }
 }
 
-fn load_replay(file: &Path) -> Result<(ReplayFile, Scenario), String> {
+fn load_replay(
+    reg: &Registry,
+    file: &Path,
+) -> Result<(ReplayFile, Scenario, ScenarioBody), String> {
     let r = ReplayFile::load(file)?;
     let scenario = r.scenario.clone().ok_or_else(|| {
         format!(
@@ -513,13 +796,12 @@ fn load_replay(file: &Path) -> Result<(ReplayFile, Scenario), String> {
             file.display()
         )
     })?;
-    let s = find_scenario(&scenario)?;
-    Ok((r, s))
+    let (s, body) = find_scenario(reg, &scenario)?;
+    Ok((r, s, body))
 }
 
-fn replay(file: &Path) -> Result<ExitCode, String> {
-    let (r, s) = load_replay(file)?;
-    let body = workload::body(&s);
+fn replay(reg: &Registry, file: &Path) -> Result<ExitCode, String> {
+    let (r, s, body) = load_replay(reg, file)?;
     let make = || s.builder().choices(r.choices.clone()).trace(true).build();
     let out = run_once(&make, &*body);
     let hash = format!("{:016x}", out.hash);
@@ -537,6 +819,7 @@ fn replay(file: &Path) -> Result<ExitCode, String> {
                 trace_hash: out.hash,
                 replay_file: Some(file.to_path_buf()),
                 scenario: r.scenario.clone(),
+                program: Some(reg.name.to_string()),
                 test: None,
             };
             println!("{report}");
@@ -559,30 +842,10 @@ fn replay(file: &Path) -> Result<ExitCode, String> {
     }
 }
 
-fn shrink(file: &Path) -> Result<ExitCode, String> {
-    let (r, s) = load_replay(file)?;
-    let body = workload::body(&s);
+fn shrink(reg: &Registry, file: &Path) -> Result<ExitCode, String> {
+    let (r, s, body) = load_replay(reg, file)?;
     let builder = || s.builder();
-    let report = investigate(&options_for(&s), r.seed, &builder, &*body);
+    let report = investigate(&options_for(reg, &s), r.seed, &builder, &*body);
     println!("{report}");
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_keeps_the_full_trace_only_when_asked() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/naive_lines.toml");
-        let s = Scenario::load(&path).unwrap();
-        let body = workload::body(&s);
-        let quiet = run_seed(&s, &*body, 3, false);
-        let full = run_seed(&s, &*body, 3, true);
-        assert!(quiet.trace.is_empty(), "{}", quiet.trace);
-        assert!(full.trace.contains("listen :7"), "{}", full.trace);
-        assert_eq!(quiet.hash, full.hash);
-        assert_eq!(quiet.steps, full.steps);
-        assert!(quiet.error.is_some() && full.error.is_some());
-    }
 }

@@ -1,34 +1,178 @@
-//! The scenario workloads: one body per app of `torsion-apps`, built from a [`Scenario`]'s
-//! parameters, with the invariants each app promises.
+//! The bundled workloads: one per demo app of `torsion-apps`, registered under the app's
+//! name, with the parameters its scenarios' `[workload]` tables give and the invariants
+//! each app promises.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use serde::Deserialize;
 use torsion::defer::Failure;
 use torsion::protocol::{Backoff, ForProtocol};
 use torsion::reactor::{ReactorRandomExt, ReactorTcpExt, ReactorTimeExt};
 use torsion_apps::{chat, echo, heartbeat, kv, lines, poetry};
+use torsion_sim::cli::{FieldError, Params, Registry};
+use torsion_sim::scenario::{limits::MAX_TIME_MS, limits::MAX_TIME_S, FaultMode, Scenario};
+use torsion_sim::{Host, Sim};
 
-use crate::scenario::{FaultMode, Scenario};
-use crate::{Host, Sim};
+#[cfg_attr(not(test), allow(dead_code))]
+/// The bundled apps, in the order `list` and the docs give them.
+pub const APPS: [&str; 6] = ["echo", "chat", "kv", "poetry", "heartbeat", "lines"];
 
-/// The body a sweep runs for `s`.
-pub fn body(s: &Scenario) -> Box<dyn Fn(&Sim) + Sync> {
-    let s = s.clone();
-    match s.app.as_str() {
-        "echo" => Box::new(move |sim: &Sim| echo_body(&s, sim)),
-        "chat" => Box::new(move |sim: &Sim| chat_body(&s, sim)),
-        "kv" => Box::new(move |sim: &Sim| kv_body(&s, sim)),
-        "poetry" => Box::new(move |sim: &Sim| poetry_body(&s, sim)),
-        "heartbeat" => Box::new(move |sim: &Sim| heartbeat_body(&s, sim)),
-        "lines" => Box::new(move |sim: &Sim| lines_body(&s, sim)),
-        // Scenario::parse accepts only the apps above.
-        other => {
-            let other = other.to_string();
-            Box::new(move |_sim: &Sim| panic!("unknown app {other:?}"))
-        }
+/// The echo workload's largest message when `max_size` is not given, in bytes.
+pub const DEFAULT_MAX_SIZE: u64 = 64;
+
+/// The bounds of the bundled apps' parameters, checked when a scenario is loaded: far above
+/// what a useful scenario needs, far below what would exhaust memory while the workload is
+/// built.
+pub mod limits {
+    /// Messages, lines or heartbeats per client (`messages`).
+    pub const MAX_MESSAGES: u64 = 1_000_000;
+    /// kv write rounds per client (`rounds`).
+    pub const MAX_ROUNDS: u64 = 1_000_000;
+    /// One message, in bytes (`min_size`, `max_size`): 64 MiB.
+    pub const MAX_MESSAGE_SIZE: u64 = 64 << 20;
+    /// Messages (or kv rounds) over all clients: `clients × messages` and
+    /// `clients × rounds` (10,000 clients of 100 messages each, say).
+    pub const MAX_TOTAL_MESSAGES: u64 = 1_000_000;
+    /// Bytes the echo clients hold over all clients, `clients × messages × max_size`: 1 GiB.
+    pub const MAX_WORKLOAD_BYTES: u64 = 1 << 30;
+}
+
+/// The bundled apps' parameters; each app reads the ones it needs and has defaults for the
+/// rest.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppParams {
+    /// Messages (or lines, or heartbeats) per client.
+    pub messages: Option<u64>,
+    /// Smallest message, in bytes.
+    pub min_size: Option<u64>,
+    /// Largest message, in bytes.
+    pub max_size: Option<u64>,
+    /// Rounds of writes per kv client.
+    pub rounds: Option<u64>,
+    /// Heartbeat interval, or poetry chunk delay, in milliseconds.
+    pub interval_ms: Option<u64>,
+    /// Idle timeout, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// A liveness deadline, in simulated seconds from the start.
+    pub deadline_s: Option<u64>,
+    /// kv: the server deduplicates retried requests (false plants the double-apply bug).
+    pub dedupe: Option<bool>,
+    /// kv: clients reset their backoff on connecting (false plants the no-reset bug).
+    pub reset_delay: Option<bool>,
+    /// lines: the server takes each read to be a line (the naive-lines bug).
+    pub naive: Option<bool>,
+}
+
+/// Checks `value <= max`, naming the field.
+fn at_most(field: &str, value: u64, max: u64, unit: &str) -> Result<(), FieldError> {
+    if value > max {
+        Err(FieldError::new(
+            field,
+            format!("{value} is above the largest allowed, {max}{unit}"),
+        ))
+    } else {
+        Ok(())
     }
+}
+
+impl Params for AppParams {
+    fn check(&self, s: &Scenario) -> Result<(), FieldError> {
+        use limits::*;
+        let w = self;
+        let clients = u64::from(s.topology.clients);
+        let ms = " (one year)";
+        for (field, value, max, unit) in [
+            ("messages", w.messages, MAX_MESSAGES, ""),
+            ("rounds", w.rounds, MAX_ROUNDS, ""),
+            ("min_size", w.min_size, MAX_MESSAGE_SIZE, " bytes (64 MiB)"),
+            ("max_size", w.max_size, MAX_MESSAGE_SIZE, " bytes (64 MiB)"),
+            ("interval_ms", w.interval_ms, MAX_TIME_MS, ms),
+            ("timeout_ms", w.timeout_ms, MAX_TIME_MS, ms),
+            ("deadline_s", w.deadline_s, MAX_TIME_S, ms),
+        ] {
+            if let Some(v) = value {
+                at_most(field, v, max, unit)?;
+            }
+        }
+        if w.max_size == Some(0) {
+            return Err(FieldError::new("max_size", "must be at least 1"));
+        }
+        if let Some(lo) = w.min_size {
+            let hi = w.max_size.unwrap_or(DEFAULT_MAX_SIZE);
+            if lo > hi {
+                let (field, default) = match w.max_size {
+                    Some(_) => ("max_size", ""),
+                    None => ("min_size", " (the default)"),
+                };
+                return Err(FieldError::new(
+                    field,
+                    format!("min_size {lo} is above max_size {hi}{default}"),
+                ));
+            }
+        }
+        for (field, per_client) in [("messages", w.messages), ("rounds", w.rounds)] {
+            let total = per_client.unwrap_or(0).saturating_mul(clients);
+            if total > MAX_TOTAL_MESSAGES {
+                return Err(FieldError::new(
+                    field,
+                    format!(
+                        "{} per client times {clients} clients is {total}, \
+                         above the largest total allowed, {MAX_TOTAL_MESSAGES}",
+                        per_client.unwrap_or(0)
+                    ),
+                ));
+            }
+        }
+        if s.app == "echo" {
+            let size = w.max_size.unwrap_or(DEFAULT_MAX_SIZE);
+            let bytes = w
+                .messages
+                .unwrap_or(100)
+                .saturating_mul(clients)
+                .saturating_mul(size);
+            if bytes > MAX_WORKLOAD_BYTES {
+                return Err(FieldError::new(
+                    "max_size",
+                    format!(
+                        "clients × messages × max_size is {bytes} bytes, \
+                         above the largest allowed, {MAX_WORKLOAD_BYTES} (1 GiB)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The bundled apps' workloads.
+pub fn registry() -> Registry {
+    let mut r = Registry::new("torsion-sim");
+    r.workload(
+        "echo",
+        "clients ping-pong messages through an echo server",
+        echo_body,
+    )
+    .workload("chat", "clients talk in one chat room", chat_body)
+    .workload(
+        "kv",
+        "clients write and read a key-value store, retrying",
+        kv_body,
+    )
+    .workload(
+        "poetry",
+        "clients fetch poems from several slow poets",
+        poetry_body,
+    )
+    .workload(
+        "heartbeat",
+        "clients beat; the server notices silence",
+        heartbeat_body,
+    )
+    .workload("lines", "clients send lines to a collector", lines_body);
+    r
 }
 
 fn hosts(s: &Scenario, sim: &Sim) -> (Vec<Host>, Vec<Host>) {
@@ -55,12 +199,11 @@ fn faulty(sim: &Sim) -> bool {
     !sim.faults().is_none()
 }
 
-fn echo_body(s: &Scenario, sim: &Sim) {
-    let w = &s.workload;
+fn echo_body(s: &Scenario, w: &AppParams, sim: &Sim) {
     let (count, lo, hi) = (
         w.messages.unwrap_or(100),
         w.min_size.unwrap_or(1),
-        w.max_size.unwrap_or(crate::scenario::DEFAULT_MAX_SIZE),
+        w.max_size.unwrap_or(DEFAULT_MAX_SIZE),
     );
     let (servers, clients) = hosts(s, sim);
     servers[0].start(|h| {
@@ -119,8 +262,8 @@ fn echo_body(s: &Scenario, sim: &Sim) {
     }
 }
 
-fn chat_body(s: &Scenario, sim: &Sim) {
-    let count = s.workload.messages.unwrap_or(5) as usize;
+fn chat_body(s: &Scenario, w: &AppParams, sim: &Sim) {
+    let count = w.messages.unwrap_or(5) as usize;
     let (servers, clients) = hosts(s, sim);
     let (factory, room) = chat::ChatFactory::new();
     servers[0].start(move |h| {
@@ -160,8 +303,7 @@ fn chat_body(s: &Scenario, sim: &Sim) {
     }
 }
 
-fn kv_body(s: &Scenario, sim: &Sim) {
-    let w = &s.workload;
+fn kv_body(s: &Scenario, w: &AppParams, sim: &Sim) {
     let rounds = w.rounds.unwrap_or(10);
     let (servers, clients) = hosts(s, sim);
     let store = kv::KvStore::new();
@@ -216,8 +358,8 @@ fn kv_body(s: &Scenario, sim: &Sim) {
     }
 }
 
-fn poetry_body(s: &Scenario, sim: &Sim) {
-    let delay = s.workload.interval_ms.unwrap_or(20);
+fn poetry_body(s: &Scenario, w: &AppParams, sim: &Sim) {
+    let delay = w.interval_ms.unwrap_or(20);
     let (servers, clients) = hosts(s, sim);
     let names: Vec<String> = (0..servers.len()).map(|i| format!("server{i}")).collect();
     for (i, h) in servers.iter().enumerate() {
@@ -258,8 +400,7 @@ fn poetry_body(s: &Scenario, sim: &Sim) {
     }
 }
 
-fn heartbeat_body(s: &Scenario, sim: &Sim) {
-    let w = &s.workload;
+fn heartbeat_body(s: &Scenario, w: &AppParams, sim: &Sim) {
     let interval = Duration::from_millis(w.interval_ms.unwrap_or(1_000));
     let timeout = Duration::from_millis(w.timeout_ms.unwrap_or(3_000));
     let beats = w.messages.unwrap_or(30);
@@ -321,9 +462,9 @@ fn heartbeat_body(s: &Scenario, sim: &Sim) {
     }
 }
 
-fn lines_body(s: &Scenario, sim: &Sim) {
-    let count = s.workload.messages.unwrap_or(5);
-    let naive = s.workload.naive.unwrap_or(false);
+fn lines_body(s: &Scenario, w: &AppParams, sim: &Sim) {
+    let count = w.messages.unwrap_or(5);
+    let naive = w.naive.unwrap_or(false);
     let (servers, clients) = hosts(s, sim);
     let (factory, got) = lines::CollectorFactory::new(naive);
     servers[0].start(move |h| {
