@@ -22,7 +22,11 @@ use std::time::Instant;
 use cpu_time::ThreadTime;
 
 use torsion_sim::scenario::Scenario;
-use torsion_sim::workload;
+
+/// The bundled workloads, as the `torsion-sim` binary registers them.
+#[allow(dead_code)]
+#[path = "../sim/src/bin/torsion-sim/workloads.rs"]
+mod workloads;
 
 fn scenario(clients: usize) -> Scenario {
     let text = format!(
@@ -60,7 +64,9 @@ mode = "none"
 /// `clients` clients, and the events of a run.
 fn measure(clients: usize, runs: u32) -> (f64, f64, u64) {
     let s = scenario(clients);
-    let body = workload::body(&s);
+    let body = workloads::registry()
+        .body(&s)
+        .unwrap_or_else(|e| panic!("{e}"));
     let (mut wall, mut cpu) = (f64::INFINITY, f64::INFINITY);
     let mut events = 0;
     for _ in 0..runs {

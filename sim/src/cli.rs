@@ -1,22 +1,3 @@
-//! `torsion-sim`: run the bundled scenarios (or your own) over many seeds.
-//!
-//! ```text
-//! torsion-sim list [PATH...]
-//! torsion-sim explore [PATH...] [--seeds N] [--start S] [--jobs J] [--shard I/N]
-//!                     [--check-determinism] [--json] [--junit FILE]
-//! torsion-sim run SCENARIO --seed S [--trace] [--trace-out FILE]
-//! torsion-sim replay FILE
-//! torsion-sim shrink FILE
-//! ```
-//!
-//! `explore` exits 0 iff every scenario met its expectation: `expect = "pass"` scenarios
-//! with no failing seed, `expect = "fail"` scenarios (planted bugs) with one found. The
-//! shard may also come from the environment: `TORSION_SHARD=I/N` (a CI matrix), or
-//! `JOB_COMPLETION_INDEX=I` with `TORSION_SHARDS=N` (a Kubernetes Indexed Job).
-//!
-//! Wall-clock time is read here, in the command line, only to report seeds per second; it
-//! never reaches a simulated run.
-
 //! The command line as a library: `list`, `explore`, `run`, `replay` and `shrink` over
 //! scenario files, for the workloads a [`Registry`] knows.
 //!
@@ -25,10 +6,21 @@
 //! NAME workloads
 //! NAME explore [PATH...] [--seeds N] [--start S] [--jobs J] [--shard I/N]
 //!              [--check-determinism] [--json] [--junit FILE]
-//! NAME run SCENARIO --seed S [--trace] [--trace-out FILE]
+//! NAME run SCENARIO --seed S [--trace] [--trace-out FILE] [--html FILE]
 //! NAME replay FILE
 //! NAME shrink FILE
 //! ```
+//!
+//! `explore` exits 0 iff every scenario met its expectation: `expect = "pass"` scenarios
+//! with no failing seed, `expect = "fail"` scenarios (planted bugs) with one found. The
+//! shard may also come from the environment: `TORSION_SHARD=I/N` (a CI matrix), or
+//! `JOB_COMPLETION_INDEX=I` with `TORSION_SHARDS=N` (a Kubernetes Indexed Job). `run` and
+//! `replay` exit 1 when the seed or the replayed schedule fails, 0 when it passes (a replay
+//! after a fix passes, and says its trace differs from the recorded one). `run --html FILE`
+//! writes the trace viewer's page; every failure report writes one next to its replay file.
+//!
+//! Wall-clock time is read here, in the command line, only to report seeds per second; it
+//! never reaches a simulated run.
 //!
 //! A crate testing its own protocol registers its workloads and hands the registry to
 //! [`main`], from its own binary (or a `harness = false` test target):
@@ -297,8 +289,12 @@ enum Command {
         /// Write the full trace to a file.
         #[arg(long)]
         trace_out: Option<PathBuf>,
+        /// Write the trace viewer's page (one self-contained HTML file) to a file.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
-    /// Re-run a replay file and verify its trace hash.
+    /// Re-run a replay file's schedule: exit 1 if it still fails, 0 if not (and say whether
+    /// the trace matches the recorded one).
     Replay {
         /// The replay file (written by a failing `explore` or test).
         file: PathBuf,
@@ -394,7 +390,15 @@ fn dispatch(reg: &Registry, cli: Cli) -> Result<ExitCode, String> {
             seed,
             trace,
             trace_out,
-        } => run(reg, &scenario, seed, trace, trace_out.as_deref()),
+            html,
+        } => run(
+            reg,
+            &scenario,
+            seed,
+            trace,
+            trace_out.as_deref(),
+            html.as_deref(),
+        ),
         Command::Replay { file } => replay(reg, &file),
         Command::Shrink { file } => shrink(reg, &file),
     }
@@ -756,14 +760,22 @@ fn run(
     seed: u64,
     trace: bool,
     trace_out: Option<&Path>,
+    html: Option<&Path>,
 ) -> Result<ExitCode, String> {
     let (s, body) = find_scenario(reg, arg)?;
-    let out = run_seed(&s, &*body, seed, trace || trace_out.is_some());
+    let keep = trace || trace_out.is_some() || html.is_some();
+    let out = run_seed(&s, &*body, seed, keep);
     if trace {
         print!("{}", out.trace);
     }
     if let Some(path) = trace_out {
         std::fs::write(path, &out.trace).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = html {
+        let failure = out.error.as_ref().map(ToString::to_string);
+        let title = format!("{} seed {seed}", s.name);
+        crate::html::write_trace_html(path, &out.full_trace, &title, failure.as_deref())?;
+        println!("viewer: {}", path.display());
     }
     println!(
         "scenario {} seed {seed}: {} events, trace hash {:016x}",
@@ -800,11 +812,16 @@ fn load_replay(
     Ok((r, s, body))
 }
 
+/// Runs a replay file's schedule and says whether it still fails, as `run` does for a seed:
+/// exit status 1 if it fails, 0 if it passes (after a fix: its trace then differs from the
+/// recorded one, which is said, not treated as a failure). Whether the run reproduced the
+/// recorded trace exactly is printed either way.
 fn replay(reg: &Registry, file: &Path) -> Result<ExitCode, String> {
     let (r, s, body) = load_replay(reg, file)?;
     let make = || s.builder().choices(r.choices.clone()).trace(true).build();
     let out = run_once(&make, &*body);
     let hash = format!("{:016x}", out.hash);
+    let failed = out.error.is_some();
     match &out.error {
         Some(e) => {
             let report = Report {
@@ -824,21 +841,23 @@ fn replay(reg: &Registry, file: &Path) -> Result<ExitCode, String> {
             };
             println!("{report}");
         }
-        None => {
-            print!("{}", out.trace);
-            println!("no error");
-        }
+        None => print!("{}", out.trace),
     }
     let _ = std::io::stdout().flush();
     if hash == r.trace_hash {
         println!("trace hash {hash} matches the replay file");
-        Ok(ExitCode::SUCCESS)
     } else {
         println!(
-            "trace hash {hash} differs from the replay file's {}",
+            "trace hash {hash} differs from the replay file's {} (the code changed)",
             r.trace_hash
         );
+    }
+    if failed {
+        println!("the schedule still fails");
         Ok(ExitCode::FAILURE)
+    } else {
+        println!("the schedule no longer fails");
+        Ok(ExitCode::SUCCESS)
     }
 }
 

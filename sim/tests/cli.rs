@@ -218,7 +218,8 @@ fn run_prints_a_trace_and_replay_verifies_the_hash() {
         .unwrap()
         .contains("listen :7"));
 
-    // explore writes a replay file for the failure; replay re-runs it to the same hash.
+    // explore writes a replay file for the failure; replay re-runs it to the same hash, and
+    // it still fails.
     let (out, stdout, _) = run(bin()
         .current_dir(&dir)
         .args(["explore", "--json", "--seeds", "5"])
@@ -227,8 +228,9 @@ fn run_prints_a_trace_and_replay_verifies_the_hash() {
     let row: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     let file = dir.join(row["replay_file"].as_str().unwrap());
     let (out, stdout, _) = run(bin().current_dir(&dir).arg("replay").arg(&file));
-    assert!(out.status.success(), "{stdout}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("matches the replay file"));
+    assert!(stdout.contains("the schedule still fails"), "{stdout}");
     let (out, stdout, _) = run(bin().current_dir(&dir).arg("shrink").arg(&file));
     assert!(out.status.success());
     assert!(stdout.contains("shrunk trace"), "{stdout}");
@@ -278,13 +280,13 @@ fn run_replay_and_shrink_report_a_failing_seed_without_a_panic_message() {
     assert!(!out.status.success());
     let row: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     let file = dir.join(row["replay_file"].as_str().unwrap());
-    for cmd in ["replay", "shrink"] {
+    for (cmd, status) in [("replay", 1), ("shrink", 0)] {
         let (out, stdout, stderr) = run(bin()
             .current_dir(&dir)
             .env("RUST_BACKTRACE", "1")
             .arg(cmd)
             .arg(&file));
-        assert!(out.status.success(), "{cmd}: {stdout}{stderr}");
+        assert_eq!(out.status.code(), Some(status), "{cmd}: {stdout}{stderr}");
         assert_reported(cmd, &stdout, &stderr, 0);
     }
 }
@@ -353,4 +355,26 @@ fn impossible_sizes_are_errors_not_aborts() {
     let (out, _, stderr) = run(bin().args(["run", "--seed", "0"]).arg(&path));
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(":6: field `rounds`"), "{stderr}");
+}
+
+#[test]
+fn run_writes_the_viewer_page_with_html() {
+    let dir = tmp("html");
+    let page = dir.join("echo.html");
+    let (out, stdout, _) = run(bin()
+        .args(["run", "--seed", "1", "--html"])
+        .arg(&page)
+        .arg(scenarios().join("echo.toml")));
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("viewer: {}", page.display())),
+        "{stdout}"
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(
+        html.contains("\"title\":\"echo seed 1\""),
+        "no title in the page data"
+    );
+    assert!(html.contains("server0"), "the hosts are in the page");
 }

@@ -55,8 +55,9 @@ fn explore_finds_the_planted_bug_and_its_replay_file_replays() {
     // The replay file re-runs the shrunk schedule to the same failure and trace hash.
     let file = dir.join(bug["replay_file"].as_str().unwrap());
     let (out, stdout, stderr) = run(bin().current_dir(&dir).arg("replay").arg(&file));
-    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stdout.contains("matches the replay file"), "{stdout}");
+    assert!(stdout.contains("the schedule still fails"), "{stdout}");
     assert!(
         stdout.contains("every reply is the one a correct store gives"),
         "{stdout}"
