@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 pub mod defer;
+pub mod driver;
 pub mod error;
 #[cfg(feature = "mio")]
 pub mod mio;

@@ -14,11 +14,13 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use torsion::defer::{succeed, Deferred};
-use torsion::protocol::{Address, ClientFactory, Connector, Factory, FactoryStarts};
+use torsion::driver::FactoryStarts;
+use torsion::driver::{Lifecycle, ListeningPortDriver, TimerQueue};
+use torsion::protocol::{Address, ClientFactory, Connector, Factory};
 use torsion::reactor::{
-    CannotListenError, DatagramProtocol, DatagramTransport, DelayedCall, Instant, Lifecycle,
-    ListeningPort, ListeningPortDriver, Phase, ReactorCore, ReactorError, ReactorRandom,
-    ReactorTcp, ReactorTime, ReactorUdp, SystemEvent, TimerQueue, Trigger, TriggerId,
+    CannotListenError, DatagramProtocol, DatagramTransport, DelayedCall, Instant, ListeningPort,
+    Phase, ReactorCore, ReactorError, ReactorRandom, ReactorTcp, ReactorTime, ReactorUdp,
+    SystemEvent, Trigger, TriggerId,
 };
 
 use crate::net::{self, SimConn};
@@ -382,7 +384,7 @@ impl torsion::reactor::ReactorThreads for Host {
     fn thread_caller(&self) -> torsion::reactor::ThreadCaller {
         match self.st.world() {
             Some(w) => w.thread_calls.caller(),
-            None => torsion::reactor::ThreadCallQueue::new(None).caller(),
+            None => torsion::driver::ThreadCallQueue::new(None).caller(),
         }
     }
 
@@ -393,7 +395,7 @@ impl torsion::reactor::ReactorThreads for Host {
         work: torsion::reactor::ThreadWork,
     ) -> Deferred<Box<dyn std::any::Any + Send>> {
         let d = Deferred::new();
-        let result = torsion::reactor::run_work(work);
+        let result = torsion::driver::run_work(work);
         let delay = self
             .st
             .world()

@@ -11,10 +11,9 @@ use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 
 use torsion::defer::{succeed, Deferred};
+use torsion::driver::DatagramTransportDriver;
 use torsion::protocol::Address;
-use torsion::reactor::{
-    CannotListenError, DatagramProtocol, DatagramTransport, DatagramTransportDriver, UdpError,
-};
+use torsion::reactor::{CannotListenError, DatagramProtocol, DatagramTransport, UdpError};
 
 use crate::host::{Host, HostState};
 use crate::net::link::{self, Packet, Payload};

@@ -9,27 +9,31 @@
 //! and the same protocol runs on the real reactor and on the simulator.
 
 mod address;
-mod connecting;
-mod connection;
-mod connector;
+pub(crate) mod connecting;
+pub(crate) mod connection;
+pub(crate) mod connector;
 pub(crate) mod factory;
-mod producer;
+pub(crate) mod producer;
 #[allow(clippy::module_inception)]
 mod protocol;
 mod reconnecting;
-mod transport;
+pub(crate) mod transport;
 
 pub use address::{Address, AddressKind};
-pub use connecting::{ConnectIo, ConnectorCore};
-pub use connection::{CloseAction, Connection, EofAction};
-pub use connector::{Connector, ConnectorDriver, ConnectorState, WeakConnector};
+// The driver kit's items, under their old paths for the crate's own use (the public path is
+// `crate::driver`).
+pub(crate) use connecting::{ConnectIo, ConnectorCore};
+pub(crate) use connection::{CloseAction, Connection, EofAction};
+pub(crate) use connector::ConnectorDriver;
+pub use connector::{Connector, ConnectorState, WeakConnector};
+pub(crate) use factory::FactoryStarts;
 pub use factory::{
-    factory_fn, protocol_fn, ClientFactory, Factory, FactoryStarts, FnFactory, ForProtocol,
-    ProtocolFn,
+    factory_fn, protocol_fn, ClientFactory, Factory, FnFactory, ForProtocol, ProtocolFn,
 };
 pub use producer::{
     Producer, ProducerError, PullProducer, PushProducer, HIGH_WATER_MARK, LOW_WATER_MARK,
 };
 pub use protocol::{find_protocol, Protocol};
 pub use reconnecting::{Backoff, ReconnectingClientFactory, RetryPolicy};
-pub use transport::{ScopedCall, Transport, TransportDriver};
+pub use transport::Transport;
+pub(crate) use transport::{ScopedCall, TransportDriver};

@@ -131,7 +131,8 @@ struct Entry {
 /// ```
 /// use std::{cell::RefCell, rc::Rc};
 /// use torsion::defer::Deferred;
-/// use torsion::reactor::{Phase, SystemEvent, SystemEventTriggers};
+/// use torsion::driver::SystemEventTriggers;
+/// use torsion::reactor::{Phase, SystemEvent};
 ///
 /// let triggers = SystemEventTriggers::new();
 /// let log = Rc::new(RefCell::new(Vec::new()));
@@ -252,7 +253,8 @@ enum LifeState {
 /// reactor and the test doubles so they agree on every transition and error.
 ///
 /// ```
-/// use torsion::reactor::{Lifecycle, ReactorError};
+/// use torsion::driver::Lifecycle;
+/// use torsion::reactor::ReactorError;
 ///
 /// let life = Lifecycle::new();
 /// assert_eq!(life.stop().err(), Some(ReactorError::NotRunning));

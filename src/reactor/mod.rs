@@ -41,33 +41,37 @@
 //!    before `run` is also remembered: `run` then starts up and stops at once.
 //!
 //! The shared machinery lives in the engine so that drivers cannot drift apart:
-//! [`TimerQueue`] (rules 2 and 3), [`SystemEventTriggers`] (rule 8), and
-//! [`Connection`](crate::protocol::Connection) (rules 4 to 7 for stream connections).
+//! [`TimerQueue`] (rules 2 and 3),
+//! [`SystemEventTriggers`](crate::driver::SystemEventTriggers) (rule 8), and
+//! [`Connection`](crate::driver::Connection) (rules 4 to 7 for stream connections).
 //!
 
-mod core;
+pub(crate) mod core;
 mod random;
-mod tcp;
-mod threads;
+pub(crate) mod tcp;
+pub(crate) mod threads;
 mod time;
-mod timer;
-mod udp;
+pub(crate) mod timer;
+pub(crate) mod udp;
 
 pub use self::core::{
-    Lifecycle, Phase, ReactorCore, ReactorCoreExt, ReactorError, SystemEvent, SystemEventTriggers,
-    Trigger, TriggerId,
+    Phase, ReactorCore, ReactorCoreExt, ReactorError, SystemEvent, Trigger, TriggerId,
 };
 pub use random::{ReactorRandom, ReactorRandomExt, SplitMix64};
 pub use tcp::{
-    CannotListenError, ListeningPort, ListeningPortDriver, ReactorTcp, ReactorTcpExt,
-    DEFAULT_BACKLOG, DEFAULT_CONNECT_TIMEOUT,
+    CannotListenError, ListeningPort, ReactorTcp, ReactorTcpExt, DEFAULT_BACKLOG,
+    DEFAULT_CONNECT_TIMEOUT,
 };
-pub use threads::{
-    run_work, Notify, ReactorThreads, ReactorThreadsExt, ThreadCall, ThreadCallQueue, ThreadCaller,
-    ThreadWork,
-};
+pub use threads::{ReactorThreads, ReactorThreadsExt, ThreadCall, ThreadCaller, ThreadWork};
 pub use time::{Instant, ReactorTime, ReactorTimeExt};
-pub use timer::{ChangeObserver, DelayedCall, TimerQueue};
+pub use timer::DelayedCall;
+// The driver kit's items, under their old paths for the crate's own use (the public path is
+// `crate::driver`).
+pub(crate) use self::core::Lifecycle;
+pub(crate) use tcp::ListeningPortDriver;
+pub(crate) use threads::{run_work, ThreadCallQueue};
+pub(crate) use timer::TimerQueue;
+pub(crate) use udp::DatagramTransportDriver;
 /// Every capability at once: what a protocol or application holds as `Rc<dyn Reactor>`.
 /// Implemented for anything that has them all (the real reactor, each simulated host,
 /// `MemoryReactor`).
@@ -88,6 +92,6 @@ impl<R> Reactor for R where
 }
 
 pub use udp::{
-    DatagramProtocol, DatagramTransport, DatagramTransportDriver, ReactorUdp, ReactorUdpExt,
-    UdpError, DEFAULT_MAX_PACKET_SIZE,
+    DatagramProtocol, DatagramTransport, ReactorUdp, ReactorUdpExt, UdpError,
+    DEFAULT_MAX_PACKET_SIZE,
 };

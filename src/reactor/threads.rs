@@ -35,7 +35,7 @@ struct Shared {
 /// `callFromThread`). Calls run in the order they were made.
 ///
 /// ```
-/// use torsion::reactor::ThreadCallQueue;
+/// use torsion::driver::ThreadCallQueue;
 ///
 /// let queue = ThreadCallQueue::new(None);
 /// let caller = queue.caller();

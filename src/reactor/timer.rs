@@ -117,7 +117,8 @@ const COMPACT_MIN: usize = 64;
 ///
 /// ```
 /// use std::time::Duration;
-/// use torsion::reactor::{Instant, TimerQueue};
+/// use torsion::driver::TimerQueue;
+/// use torsion::reactor::Instant;
 ///
 /// let q = TimerQueue::new();
 /// q.call_later(Duration::from_secs(1), || println!("one"));

@@ -16,10 +16,9 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use torsion::defer::Failure;
+use torsion::driver::{ConnectIo, ConnectorCore, FactoryStarts};
 use torsion::error::ConnectionRefused;
-use torsion::protocol::{
-    Address, ClientFactory, ConnectIo, Connector, ConnectorCore, FactoryStarts,
-};
+use torsion::protocol::{Address, ClientFactory, Connector};
 use torsion::reactor::{DelayedCall, ReactorTime};
 
 use crate::host::{Host, HostState};

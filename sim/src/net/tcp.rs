@@ -26,8 +26,9 @@ use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use torsion::defer::Failure;
+use torsion::driver::{CloseAction, Connection, EofAction};
 use torsion::error::{ConnectionDone, ConnectionLost, Panicked};
-use torsion::protocol::{Address, CloseAction, Connection, EofAction, Transport};
+use torsion::protocol::{Address, Transport};
 use torsion::reactor::ReactorTime;
 
 use crate::host::HostState;

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use torsion::defer::{set_unhandled_error_hook, Failure, UnhandledErrorHook};
-use torsion::reactor::TimerQueue;
+use torsion::driver::TimerQueue;
 
 use super::{Config, Sim, SimError, World, FRAGMENT_ODDS, SYS};
 use crate::decide::Decisions;
@@ -150,7 +150,7 @@ impl SimBuilder {
             invariants: RefCell::new(Vec::new()),
             next_conn: Cell::new(1),
             sched: RefCell::default(),
-            thread_calls: torsion::reactor::ThreadCallQueue::new(None),
+            thread_calls: torsion::driver::ThreadCallQueue::new(None),
             buggify: crate::buggify::Sites::default(),
         });
         let w = Rc::downgrade(&world);

@@ -19,7 +19,8 @@
 use std::fmt;
 use std::rc::Weak;
 
-use torsion::protocol::{Address, Connection};
+use torsion::driver::Connection;
+use torsion::protocol::Address;
 
 use super::{Sim, SimError};
 use crate::host::HostState;

@@ -30,7 +30,7 @@ use std::net::Ipv4Addr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use torsion::reactor::TimerQueue;
+use torsion::driver::TimerQueue;
 
 pub use builder::SimBuilder;
 pub use clean::Leftover;
@@ -106,7 +106,7 @@ pub(crate) struct World {
     pub(crate) sched: RefCell<sched::Sched>,
     /// Calls from other threads (`call_from_thread`). A simulated world has no threads of
     /// its own; these come from the test harness, and run before the next event.
-    pub(crate) thread_calls: torsion::reactor::ThreadCallQueue,
+    pub(crate) thread_calls: torsion::driver::ThreadCallQueue,
     /// The `buggify!` sites this run has enabled.
     pub(crate) buggify: crate::buggify::Sites,
 }

@@ -489,7 +489,7 @@ fn a_lost_connection_still_alive_is_a_leak_the_clean_check_reports() {
     let server = sim.host("server");
     assert!(sim.run_until(|| server.connection_count() == 1));
     // Something keeps the server's connection (and so its protocol) alive past its loss.
-    let held: Vec<Rc<torsion::protocol::Connection>> = server
+    let held: Vec<Rc<torsion::driver::Connection>> = server
         .st
         .conns
         .borrow()
