@@ -508,21 +508,11 @@ pub fn sweep(
         seeds_run,
     };
     if let Some((seed, diff)) = determinism.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        summary.failure = Some(Report {
-            name: opts.name.clone(),
+        summary.failure = Some(bare_report(
+            opts,
             seed,
-            error: format!("nondeterminism: two runs of the seed differ; {diff}"),
-            faults: String::new(),
-            choices: Vec::new(),
-            original_len: 0,
-            shrink_runs: 0,
-            trace: String::new(),
-            trace_hash: 0,
-            replay_file: None,
-            scenario: opts.scenario.clone(),
-            program: opts.program.clone(),
-            test: opts.test.clone(),
-        });
+            format!("nondeterminism: two runs of the seed differ; {diff}"),
+        ));
         return summary;
     }
     let failed = first_fail.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -727,24 +717,29 @@ fn replay(
     }
 }
 
+/// A report of `error` on `seed` with no run behind it (no trace, no choices).
+fn bare_report(opts: &Options, seed: u64, error: String) -> Report {
+    Report {
+        name: opts.name.clone(),
+        seed,
+        error,
+        faults: String::new(),
+        choices: Vec::new(),
+        original_len: 0,
+        shrink_runs: 0,
+        trace: String::new(),
+        trace_hash: 0,
+        replay_file: None,
+        scenario: opts.scenario.clone(),
+        program: opts.program.clone(),
+        test: opts.test.clone(),
+    }
+}
+
 /// A `TORSION_REPLAY` file that cannot be read names no check, so every check reports it.
 fn unreadable_replay(opts: &Options, error: &str) -> Summary {
     Summary {
-        failure: Some(Report {
-            name: opts.name.clone(),
-            seed: 0,
-            error: format!("TORSION_REPLAY: {error}"),
-            faults: String::new(),
-            choices: Vec::new(),
-            original_len: 0,
-            shrink_runs: 0,
-            trace: String::new(),
-            trace_hash: 0,
-            replay_file: None,
-            scenario: opts.scenario.clone(),
-            program: opts.program.clone(),
-            test: opts.test.clone(),
-        }),
+        failure: Some(bare_report(opts, 0, format!("TORSION_REPLAY: {error}"))),
         ..Summary::default()
     }
 }
