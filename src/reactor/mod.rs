@@ -71,6 +71,7 @@ pub(crate) use self::core::Lifecycle;
 pub(crate) use tcp::ListeningPortDriver;
 pub(crate) use threads::{run_work, ThreadCallQueue};
 pub(crate) use timer::TimerQueue;
+#[cfg(feature = "mio")]
 pub(crate) use udp::DatagramTransportDriver;
 /// Every capability at once: what a protocol or application holds as `Rc<dyn Reactor>`.
 /// Implemented for anything that has them all (the real reactor, each simulated host,
