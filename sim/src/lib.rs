@@ -49,6 +49,7 @@ pub mod faults;
 mod host;
 mod keyed;
 mod net;
+pub mod pct;
 pub mod prop;
 pub mod scenario;
 pub mod shrink;
@@ -66,4 +67,7 @@ pub use host::Host;
 pub use insta;
 pub use scenario::{Scenario, ScenarioError};
 pub use trace::{Event, Kind, Trace};
-pub use world::{Cadence, Config, Leftover, Sim, SimBuilder, SimError, Stop, FRAGMENT_ODDS};
+pub use world::{
+    Cadence, Config, Leftover, Sim, SimBuilder, SimError, Stop, FRAGMENT_ODDS, PORTFOLIO_HORIZON,
+    PORTFOLIO_PCT, PORTFOLIO_QUANTA,
+};

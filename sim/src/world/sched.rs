@@ -145,7 +145,16 @@ fn pick(world: &World, wakeups: &[At], flight: &Flight, t: u64, sc: &mut Scratch
         return None;
     }
     candidates.sort_unstable_by_key(|c| c.0);
-    Some(candidates[world.choose(candidates.len() as u64) as usize].2)
+    let mut pct = world.pct.borrow_mut();
+    let i = match pct.as_mut() {
+        Some(pct) => {
+            sc.stack.clear();
+            sc.stack.extend(candidates.iter().map(|c| c.1));
+            pct.pick(&sc.stack, &mut world.decide.borrow_mut())
+        }
+        None => world.choose(candidates.len() as u64) as usize,
+    };
+    Some(candidates[i].2)
 }
 
 pub(super) fn step(world: &Rc<World>, until: u64) -> StepResult {
