@@ -23,6 +23,8 @@ pub struct SimBuilder {
     cfg: Config,
     swarm: Option<(usize, Duration)>,
     portfolio: bool,
+    /// Hosts and horizon of the portfolio's swarm seeds, when known.
+    portfolio_span: Option<(usize, Duration)>,
     /// Faults were set explicitly (`faults`, `swarm` or `config`): the portfolio keeps them.
     faults_set: bool,
     /// The arrival grid was set explicitly.
@@ -96,6 +98,15 @@ impl SimBuilder {
     /// [`Sim::faults`](crate::Sim::faults).
     pub fn portfolio(mut self) -> Self {
         self.portfolio = true;
+        self
+    }
+
+    /// The default portfolio (see [`portfolio`](Self::portfolio)) for a body whose hosts
+    /// and span are known: its swarm seeds draw their faults as [`swarm`](Self::swarm)
+    /// would, over `hosts` hosts and `horizon`.
+    pub fn portfolio_swarm(mut self, hosts: usize, horizon: Duration) -> Self {
+        self.portfolio = true;
+        self.portfolio_span = Some((hosts, horizon));
         self
     }
 
@@ -193,8 +204,13 @@ impl SimBuilder {
                 cfg.pct = PORTFOLIO_PCT[decide.choose(PORTFOLIO_PCT.len() as u64) as usize];
             }
             if swarm && !self.faults_set {
-                let horizon = cfg.max_time.min(PORTFOLIO_HORIZON);
-                cfg.faults = Faults::swarm_unknown_span(&mut decide, horizon);
+                cfg.faults = match self.portfolio_span {
+                    Some((hosts, horizon)) => Faults::swarm(&mut decide, hosts, horizon),
+                    None => {
+                        let horizon = cfg.max_time.min(PORTFOLIO_HORIZON);
+                        Faults::swarm_unknown_span(&mut decide, horizon)
+                    }
+                };
             }
         }
         if let Some((hosts, horizon)) = self.swarm {
