@@ -86,6 +86,10 @@ pub struct Options {
     /// The test running the check (its thread's name under `cargo test`), for the replay
     /// hint: `TORSION_SEED=3 cargo test <test>`.
     pub test: Option<String>,
+    /// Run every seed in PCT mode of this depth (see [`Config::pct`](crate::Config::pct)),
+    /// whatever the world builder says; `None` leaves it to the builder (the default
+    /// portfolio draws it per seed). `TORSION_PCT=D` sets it.
+    pub pct: Option<u32>,
 }
 
 impl std::fmt::Debug for Options {
@@ -97,6 +101,7 @@ impl std::fmt::Debug for Options {
             .field("jobs", &self.jobs)
             .field("check_determinism", &self.check_determinism)
             .field("shard", &self.shard)
+            .field("pct", &self.pct)
             .field("replay", &self.replay)
             .finish_non_exhaustive()
     }
@@ -127,6 +132,7 @@ impl Options {
                 .name()
                 .filter(|n| *n != "main")
                 .map(str::to_string),
+            pct: None,
         };
         if let Some(n) = env_u64("TORSION_SEEDS") {
             o.seeds = n;
@@ -137,6 +143,9 @@ impl Options {
         }
         if let Some(j) = env_u64("TORSION_JOBS") {
             o.jobs = (j as usize).max(1);
+        }
+        if let Some(d) = env_u64("TORSION_PCT") {
+            o.pct = Some(u32::try_from(d).unwrap_or(u32::MAX));
         }
         if std::env::var("TORSION_CHECK_DETERMINISM").is_ok_and(|v| v != "0" && !v.is_empty()) {
             o.check_determinism = true;
@@ -432,6 +441,11 @@ pub fn sweep(
     builder: &(dyn Fn() -> SimBuilder + Sync),
     body: &Body<'_>,
 ) -> Summary {
+    let with_options = || match opts.pct {
+        Some(depth) => builder().pct(Some(depth)),
+        None => builder(),
+    };
+    let builder: &(dyn Fn() -> SimBuilder + Sync) = &with_options;
     if let Some(path) = &opts.replay {
         match ReplayFile::load(path) {
             Ok(file) if file.name == opts.name => return replay(opts, path, &file, builder, body),
@@ -744,11 +758,19 @@ fn unreadable_replay(opts: &Options, error: &str) -> Summary {
     }
 }
 
-/// Runs `body` over 100 seeds (or as the environment says) in default worlds, and panics
-/// with a report on the first failure.
+/// Runs `body` over 100 seeds (or as the environment says) in the worlds of the default
+/// portfolio ([`SimBuilder::portfolio`]), and panics with a report on the first failure.
+///
+/// Seed 0 is the all-zero schedule; one seed in four is fault-free with a varied schedule;
+/// the others draw a fault mix (resets, refusals, latency spikes beyond second-long
+/// timeouts, partitions and crashes), so a body must tolerate the faults its seed has:
+/// [`Sim::faults`] tells which. Every seed also draws an arrival grid (same-instant
+/// arrivals on purpose) and may run in PCT mode. To pin the world, pass a builder to
+/// [`check_with`]: it keeps exactly what it says, unless it opts into the portfolio with
+/// [`SimBuilder::portfolio`].
 #[track_caller]
 pub fn check(name: &str, body: impl Fn(&Sim) + Sync) {
-    check_with(Options::new(name), &Sim::builder, body);
+    check_with(Options::new(name), &|| Sim::builder().portfolio(), body);
 }
 
 /// [`check()`] with options and a world builder (faults, latency, limits).

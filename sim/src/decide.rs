@@ -25,6 +25,8 @@ enum Source {
 /// Where a run's choices come from, and (optionally) the record of what they were.
 pub struct Decisions {
     source: Source,
+    /// Forced first choices of a seeded source (see [`Decisions::seeded_after`]).
+    prefix: Vec<u64>,
     record: Option<Vec<u64>>,
     made: u64,
 }
@@ -34,6 +36,7 @@ impl Decisions {
     pub fn seeded(seed: u64) -> Self {
         Decisions {
             source: Source::Seeded(Box::new(ChaCha8Rng::seed_from_u64(seed))),
+            prefix: Vec::new(),
             record: None,
             made: 0,
         }
@@ -43,9 +46,20 @@ impl Decisions {
     pub fn replay(choices: Vec<u64>) -> Self {
         Decisions {
             source: Source::Replay { choices, pos: 0 },
+            prefix: Vec::new(),
             record: None,
             made: 0,
         }
+    }
+
+    /// Choices drawn from ChaCha8 seeded with `seed`, except the first ones, which are
+    /// `prefix` (each reduced modulo its decision's outcomes, as in a replay). The forced
+    /// choices are recorded like any other, so a recorded run replays without the seed.
+    pub fn seeded_after(prefix: Vec<u64>, seed: u64) -> Self {
+        let mut d = Decisions::seeded(seed);
+        d.prefix = prefix;
+        d.prefix.reverse();
+        d
     }
 
     /// Starts recording the choices made from now on.
@@ -75,6 +89,7 @@ impl Decisions {
         }
         self.made += 1;
         let v = match &mut self.source {
+            Source::Seeded(_) if !self.prefix.is_empty() => self.prefix.pop().map_or(0, |v| v % n),
             Source::Seeded(rng) => below(rng, n),
             Source::Replay { choices, pos } => {
                 let v = choices.get(*pos).copied().unwrap_or(0);
@@ -215,6 +230,26 @@ mod tests {
         let mut b = Decisions::replay(a.take_recorded().unwrap());
         let replayed: Vec<u64> = (0..100).map(|i| b.choose(3 + i)).collect();
         assert_eq!(drawn, replayed);
+    }
+
+    #[test]
+    fn a_forced_prefix_comes_first_then_the_seed_and_replays() {
+        let mut d = Decisions::seeded_after(vec![3, 9], 5);
+        d.start_recording();
+        assert_eq!(d.choose(4), 3);
+        assert_eq!(d.choose(4), 1, "forced choices wrap like replayed ones");
+        let mut plain = Decisions::seeded(5);
+        let rest: Vec<u64> = (0..10).map(|_| d.choose(1000)).collect();
+        assert_eq!(
+            rest,
+            (0..10).map(|_| plain.choose(1000)).collect::<Vec<_>>()
+        );
+        let mut again = Decisions::replay(d.take_recorded().unwrap());
+        assert_eq!((again.choose(4), again.choose(4)), (3, 1));
+        assert_eq!(
+            (0..10).map(|_| again.choose(1000)).collect::<Vec<_>>(),
+            rest
+        );
     }
 
     #[test]

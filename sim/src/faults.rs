@@ -82,24 +82,56 @@ impl Faults {
     /// Draws a fault mix for a run over `hosts` hosts lasting about `horizon`, from the
     /// decision source (choice 0 everywhere gives no faults). Host 0 is taken to be a server
     /// and is never crashed for good.
+    ///
+    /// Magnitudes scale with the horizon, on a log scale so that short and long ones are
+    /// both common: the largest latency spike is drawn between a thousandth and half of the
+    /// horizon, partitions and crash-to-restart times between 10 ms and half of it. With a
+    /// horizon of seconds, a spike or a partition outlasts the timeouts protocols commonly
+    /// use (a second or a few) in a good share of the seeds. Partitions and crashes start
+    /// anywhere in the horizon.
     pub fn swarm(d: &mut Decisions, hosts: usize, horizon: Duration) -> Self {
+        Faults::draw(d, hosts, horizon, false)
+    }
+
+    /// The fault mix of the default portfolio's swarm seeds (see
+    /// [`SimBuilder::portfolio`](crate::SimBuilder::portfolio)): as [`Faults::swarm`], for a
+    /// body whose hosts and span are not known when the world is built. Partitions and crashes
+    /// concern the first two hosts created (commonly a server and its first client), and
+    /// start at a time drawn on a log scale from 1 ms to the horizon, so that most fall early,
+    /// within a short workload, while some reach late.
+    pub fn swarm_unknown_span(d: &mut Decisions, horizon: Duration) -> Self {
+        Faults::draw(d, 2, horizon, true)
+    }
+
+    fn draw(d: &mut Decisions, hosts: usize, horizon: Duration, log_starts: bool) -> Self {
         const RATES: [u32; 4] = [0, 200, 2_000, 20_000];
+        let horizon_ms = u64::try_from(horizon.as_millis()).map_or(u64::MAX, |ms| ms.max(1));
         let mut f = Faults {
             reset_ppm: RATES[d.choose(4) as usize],
             refuse_ppm: RATES[d.choose(4) as usize] * 5,
             spike_ppm: RATES[d.choose(4) as usize] * 5,
-            spike: Duration::from_millis(d.range(0, 500)),
-            drift_ppm_max: [0, 100, 1_000][d.choose(3) as usize],
             ..Faults::default()
         };
-        let horizon_ms = u64::try_from(horizon.as_millis()).map_or(u64::MAX, |ms| ms.max(1));
+        if f.spike_ppm > 0 {
+            let most = (horizon_ms / 2).max(1);
+            f.spike = Duration::from_millis(log_ms(d, (horizon_ms / 1_000).clamp(1, most), most));
+        }
+        f.drift_ppm_max = [0, 100, 1_000][d.choose(3) as usize];
+        let start = |d: &mut Decisions| {
+            if log_starts {
+                log_ms(d, 1, horizon_ms)
+            } else {
+                d.range(0, horizon_ms)
+            }
+        };
+        let span = |d: &mut Decisions| log_ms(d, 10, (horizon_ms / 2).max(10));
         if hosts >= 2 {
             for _ in 0..d.choose(4) {
                 let a = d.choose(hosts as u64) as usize;
                 let b = (a + 1 + d.choose(hosts as u64 - 1) as usize) % hosts;
                 f.partitions.push(Partition {
-                    at: Duration::from_millis(d.range(0, horizon_ms)),
-                    duration: Duration::from_millis(d.range(10, horizon_ms / 4 + 10)),
+                    at: Duration::from_millis(start(d)),
+                    duration: Duration::from_millis(span(d)),
                     a,
                     b,
                     one_way: d.choose(2) == 1,
@@ -107,9 +139,9 @@ impl Faults {
             }
             for _ in 0..d.choose(3) {
                 f.crashes.push(Crash {
-                    at: Duration::from_millis(d.range(0, horizon_ms)),
+                    at: Duration::from_millis(start(d)),
                     host: d.choose(hosts as u64) as usize,
-                    restart_after: Some(Duration::from_millis(d.range(10, horizon_ms / 4 + 10))),
+                    restart_after: Some(Duration::from_millis(span(d))),
                 });
             }
         }
@@ -162,6 +194,22 @@ impl Faults {
     }
 }
 
+/// A number of milliseconds in `lo..=hi` drawn on a log scale (a power of two times `lo`,
+/// then uniform up to the next one), choice 0 giving `lo`.
+pub(crate) fn log_ms(d: &mut Decisions, lo: u64, hi: u64) -> u64 {
+    let lo = lo.max(1);
+    if hi <= lo {
+        return lo;
+    }
+    let doublings = u64::from((hi / lo).ilog2());
+    let base = lo.saturating_mul(1 << doublings.min(63));
+    let base = lo
+        .saturating_mul(1u64 << d.choose(doublings + 1).min(63))
+        .min(base);
+    base.saturating_add(d.range(0, base.saturating_sub(1)))
+        .min(hi)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +220,33 @@ mod tests {
         let f = Faults::swarm(&mut d, 5, Duration::from_secs(10));
         assert!(f.is_none(), "{f:?}");
         assert_eq!(f.describe(&[]), "no faults");
+    }
+
+    #[test]
+    fn swarm_spikes_and_partitions_scale_with_the_horizon() {
+        let (mut long_spike, mut long_partition) = (0, 0);
+        for seed in 0..400 {
+            let mut d = Decisions::seeded(seed);
+            let f = Faults::swarm(&mut d, 2, Duration::from_secs(10));
+            assert!(f.spike <= Duration::from_secs(5));
+            long_spike += usize::from(f.spike > Duration::from_secs(1));
+            for p in &f.partitions {
+                assert!(p.duration <= Duration::from_secs(5) && p.at <= Duration::from_secs(10));
+                long_partition += usize::from(p.duration > Duration::from_secs(1));
+            }
+        }
+        // Spikes and partitions beyond a common 1 s timeout are not rare.
+        assert!(long_spike > 20, "{long_spike}");
+        assert!(long_partition > 20, "{long_partition}");
+    }
+
+    #[test]
+    fn log_ms_stays_in_range_and_zero_is_the_least() {
+        assert_eq!(log_ms(&mut Decisions::replay(vec![]), 10, 5_000), 10);
+        let mut d = Decisions::seeded(1);
+        let drawn: Vec<u64> = (0..2_000).map(|_| log_ms(&mut d, 10, 5_000)).collect();
+        assert!(drawn.iter().all(|&v| (10..=5_000).contains(&v)));
+        assert!(drawn.iter().any(|&v| v < 40) && drawn.iter().any(|&v| v > 2_500));
     }
 
     #[test]

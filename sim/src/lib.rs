@@ -57,6 +57,7 @@ mod host;
 pub mod html;
 mod keyed;
 mod net;
+pub mod pct;
 pub mod prop;
 mod ranked;
 pub mod scenario;
@@ -75,4 +76,7 @@ pub use host::Host;
 pub use insta;
 pub use scenario::{Scenario, ScenarioError};
 pub use trace::{Event, Kind, Trace};
-pub use world::{Cadence, Config, Leftover, Sim, SimBuilder, SimError, Stop, FRAGMENT_ODDS};
+pub use world::{
+    Cadence, Config, Leftover, Sim, SimBuilder, SimError, Stop, FRAGMENT_ODDS, PORTFOLIO_HORIZON,
+    PORTFOLIO_PCT, PORTFOLIO_QUANTA,
+};

@@ -1,8 +1,9 @@
 //! Scenario files: `scenarios/*.toml`, one simulated workload each.
 //!
 //! A scenario names a workload (`app`: a name registered with [`crate::cli::Registry`]), a
-//! topology, the workload's own parameters (`[workload]`), the network, the faults (none,
-//! explicit rules, or swarm), limits, a seed count, and what the sweep should find:
+//! topology, the workload's own parameters (`[workload]`), the network, the faults (the
+//! default portfolio, none, explicit rules, or swarm), the schedule (arrival grid, PCT
+//! mode), limits, a seed count, and what the sweep should find:
 //! `expect = "pass"` (no seed may fail) or `expect = "fail"` (a planted bug: the sweep
 //! passes only if some seed finds it).
 //!
@@ -115,12 +116,29 @@ pub struct Network {
     pub fragment: Option<bool>,
 }
 
+/// The schedule: how same-instant events are ordered. Every scenario runs in the default
+/// portfolio ([`SimBuilder::portfolio`]), whose seeds draw an arrival grid and a PCT depth;
+/// a field given here pins that dimension for every seed instead.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// The arrival grid, in milliseconds (`0`: none): see
+    /// [`Config::quantum`](crate::Config::quantum).
+    pub quantum_ms: Option<u64>,
+    /// PCT mode of this depth (`0`: off): see [`Config::pct`](crate::Config::pct).
+    pub pct_depth: Option<u32>,
+}
+
 /// How faults are chosen.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FaultMode {
-    /// A perfect network.
+    /// The default portfolio: one seed in four on a perfect network, the others with a
+    /// swarm mix over the scenario's hosts and `horizon_ms` (see
+    /// [`SimBuilder::portfolio_swarm`]).
     #[default]
+    Portfolio,
+    /// A perfect network.
     None,
     /// The rules below.
     Rules,
@@ -243,6 +261,9 @@ pub struct Scenario {
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
+    /// The schedule.
+    #[serde(default)]
+    pub schedule: Schedule,
     /// Where it was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -468,6 +489,20 @@ impl Scenario {
         if let Some(h) = f.horizon_ms {
             check(fl("horizon_ms"), at_most("horizon_ms", h, MAX_TIME_MS, ms))?;
         }
+        let sched = within("schedule");
+        if let Some(q) = self.schedule.quantum_ms {
+            check(
+                sched("quantum_ms"),
+                at_most("quantum_ms", q, MAX_TIME_MS, ms),
+            )?;
+        }
+        if let Some(d) = self.schedule.pct_depth {
+            let most = crate::pct::CHANGE_WINDOW;
+            check(
+                sched("pct_depth"),
+                at_most("pct_depth", d.into(), most, " (the change-point window)"),
+            )?;
+        }
         for (what, n) in [
             ("partitions", f.partitions.len()),
             ("crashes", f.crashes.len()),
@@ -660,11 +695,18 @@ impl Scenario {
         if let Some(n) = self.limits.max_steps {
             b = b.max_steps(n);
         }
+        if let Some(q) = self.schedule.quantum_ms {
+            b = b.quantum(Duration::from_millis(q));
+        }
+        if let Some(d) = self.schedule.pct_depth {
+            b = b.pct((d > 0).then_some(d));
+        }
         let hosts = self.topology.servers as usize + self.topology.clients as usize;
         match self.faults.mode {
-            FaultMode::None => b,
-            FaultMode::Swarm => b.swarm(hosts, self.horizon()),
-            FaultMode::Rules => b.faults(self.rules()),
+            FaultMode::Portfolio => b.portfolio_swarm(hosts, self.horizon()),
+            FaultMode::None => b.portfolio().faults(Faults::none()),
+            FaultMode::Swarm => b.portfolio().swarm(hosts, self.horizon()),
+            FaultMode::Rules => b.portfolio().faults(self.rules()),
         }
     }
 

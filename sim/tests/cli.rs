@@ -236,11 +236,12 @@ fn run_prints_a_trace_and_replay_verifies_the_hash() {
     assert!(stdout.contains("shrunk trace"), "{stdout}");
 }
 
-/// An echo scenario whose body's own assertion fails (a panic inside the harness): the
-/// latency is longer than the time limit, so no client finishes.
+/// An echo scenario whose body's own assertion fails (a panic inside the harness): on a
+/// perfect network, the latency is longer than the time limit, so no client finishes.
 const TOO_SLOW: &str = "name = \"too_slow\"\ndescription = \"d\"\napp = \"echo\"\nseeds = 3\n\
                         [topology]\nclients = 1\n[workload]\nmessages = 2\n\
-                        [network]\nlatency_ms = [2000, 2000]\n[limits]\nsim_time_s = 1\n";
+                        [network]\nlatency_ms = [2000, 2000]\n[faults]\nmode = \"none\"\n\
+                        [limits]\nsim_time_s = 1\n";
 
 fn assert_reported(what: &str, stdout: &str, stderr: &str, seed: u64) {
     assert!(

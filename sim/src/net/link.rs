@@ -248,6 +248,11 @@ fn transmit(world: &Rc<World>, pkt: Packet, delay: u64, ordered: bool) {
         .get()
         .saturating_add(world.latency())
         .saturating_add(delay);
+    // The arrival grid: round up to the next multiple (collisions on purpose).
+    let at = match u64::try_from(world.cfg.quantum.as_nanos()).unwrap_or(u64::MAX) {
+        0 => at,
+        q => at.div_ceil(q).saturating_mul(q),
+    };
     let at = match &pkt.order {
         Some(last) if ordered => {
             let at = at.max(last.get());

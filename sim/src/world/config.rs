@@ -32,6 +32,18 @@ pub struct Config {
     pub window: usize,
     /// Whether same-time events on different hosts may be reordered.
     pub reorder: bool,
+    /// The arrival grid: every packet arrives at a multiple of this (zero: no grid, the
+    /// latency alone decides, to the microsecond). A coarse grid (1 ms, 5 ms) makes packets
+    /// sent by different hosts at slightly different times arrive at the same instant, so
+    /// that races between them are tried on purpose rather than by the luck of equal
+    /// latencies. The order of packets on one connection is kept.
+    pub quantum: Duration,
+    /// PCT mode (probabilistic concurrency testing) with this depth: when events on
+    /// different hosts are due at the same instant, the one on the host of highest priority
+    /// runs first; each host draws a random priority when it first competes, and at `depth`
+    /// change points (drawn among the first competitions) the host that won drops to the
+    /// lowest priority. `None`: the decision source picks uniformly. See [`crate::pct`].
+    pub pct: Option<u32>,
     /// The step budget: a run that takes more steps fails (a `call_later(0)` loop).
     pub max_steps: u64,
     /// The simulated-time limit.
@@ -59,6 +71,8 @@ impl Default for Config {
             fragment: true,
             window: 64 * 1024,
             reorder: true,
+            quantum: Duration::ZERO,
+            pct: None,
             max_steps: 10_000_000,
             max_time: Duration::from_secs(24 * 3600),
             faults: Faults::none(),

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use torsion::driver::TimerQueue;
 
-pub use builder::SimBuilder;
+pub use builder::{SimBuilder, PORTFOLIO_HORIZON, PORTFOLIO_PCT, PORTFOLIO_QUANTA};
 pub use clean::Leftover;
 pub(crate) use clean::{LostConn, LostConns};
 pub use config::{Config, SimError, FRAGMENT_ODDS};
@@ -109,6 +109,8 @@ pub(crate) struct World {
     pub(crate) thread_calls: torsion::driver::ThreadCallQueue,
     /// The `buggify!` sites this run has enabled.
     pub(crate) buggify: crate::buggify::Sites,
+    /// PCT mode's state (see [`Config::pct`]).
+    pub(crate) pct: RefCell<Option<crate::pct::Pct>>,
 }
 
 /// The queue index of the world's own queue (hosts are numbered from 0).

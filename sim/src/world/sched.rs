@@ -173,8 +173,18 @@ fn next_due(world: &World, until: u64) -> Result<(u64, Due), StepResult> {
             1
         };
         if due >= 2 {
-            let k = world.choose(due as u64);
-            sched.fronts.nth(k as usize).unwrap_or(first)
+            let k = match world.pct.borrow_mut().as_mut() {
+                // PCT: the competitor on the host of highest priority (see `crate::pct`).
+                Some(pct) => {
+                    let hosts: Vec<usize> = (0..due)
+                        .filter_map(|i| sched.fronts.nth(i))
+                        .map(|e| e.index() as usize)
+                        .collect();
+                    pct.pick(&hosts, &mut world.decide.borrow_mut())
+                }
+                None => world.choose(due as u64) as usize,
+            };
+            sched.fronts.nth(k).unwrap_or(first)
         } else {
             first
         }

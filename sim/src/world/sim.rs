@@ -8,7 +8,7 @@ use torsion::defer::{set_unhandled_error_hook, UnhandledErrorHook};
 use torsion::reactor::Instant;
 
 use super::sched::{evaluate_invariants, step, StepResult};
-use super::{Cadence, Invariant, SimBuilder, SimError, World};
+use super::{Cadence, Config, Invariant, SimBuilder, SimError, World};
 use crate::faults::Faults;
 use crate::host::{Host, HostState};
 use crate::trace::Trace;
@@ -106,6 +106,12 @@ impl Sim {
     /// The faults of this run (drawn ones in swarm mode).
     pub fn faults(&self) -> &Faults {
         &self.world.cfg.faults
+    }
+
+    /// The world's settings (for the portfolio's seeds, what this seed drew: faults,
+    /// arrival grid, PCT mode).
+    pub fn config(&self) -> &Config {
+        &self.world.cfg
     }
 
     /// The fault mix in one line, with host names.

@@ -863,3 +863,131 @@ fn connect_finds_hosts_by_name_or_address() {
     }
     assert_eq!(sim.hosts().len(), 600);
 }
+
+/// [`echo_run`] in worlds from `b`, with `clients` clients.
+fn echo_with(b: SimBuilder, clients: usize) -> (Sim, Vec<Shared<Vec<u8>>>) {
+    let sim = b.build();
+    let server = sim.host("server");
+    server.listen_tcp(7, ForProtocol::<Echo>::new()).unwrap();
+    let mut gots = Vec::new();
+    for i in 0..clients {
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let f = Rc::new(PingerFactory {
+            got: got.clone(),
+            lost: Rc::default(),
+            failed: Rc::default(),
+        });
+        sim.host(&format!("client{i}")).connect_tcp("server", 7, f);
+        gots.push(got);
+    }
+    sim.run_until_idle();
+    (sim, gots)
+}
+
+#[test]
+fn portfolio_seed_zero_is_the_all_zero_schedule() {
+    let (sim, got) = echo_with(Sim::builder().portfolio().seed(0).record(true), 1);
+    assert!(sim.faults().is_none());
+    assert_eq!(sim.config().quantum, Duration::ZERO);
+    assert_eq!(sim.config().pct, None);
+    let choices = sim.recorded_choices().unwrap();
+    assert!(!choices.is_empty(), "the kind of world is a choice");
+    assert!(choices.iter().all(|&c| c == 0), "{choices:?}");
+    assert_eq!(&*got[0].borrow(), b"hello, simulated world");
+}
+
+#[test]
+fn portfolio_interleaves_fault_free_and_swarm_seeds_and_each_replays() {
+    let (mut faulty, mut grids, mut pct) = (0, 0, 0);
+    for seed in 1..200 {
+        let build = || Sim::builder().portfolio().seed(seed).record(true).build();
+        let sim = build();
+        if seed % 4 == 0 {
+            assert!(sim.faults().is_none(), "seed {seed}: {:?}", sim.faults());
+        } else {
+            faulty += usize::from(!sim.faults().is_none());
+        }
+        grids += usize::from(sim.config().quantum > Duration::ZERO);
+        pct += usize::from(sim.config().pct.is_some());
+        // The seed alone decides the world, and the recorded choices rebuild it.
+        assert_eq!(build().faults(), sim.faults(), "seed {seed}");
+        let choices = sim.recorded_choices().unwrap();
+        let again = Sim::builder().portfolio().choices(choices).build();
+        assert_eq!(again.faults(), sim.faults(), "seed {seed}");
+        assert_eq!(again.config().quantum, sim.config().quantum, "seed {seed}");
+        assert_eq!(again.config().pct, sim.config().pct, "seed {seed}");
+    }
+    // 149 swarm seeds: nearly all draw some fault; grids and PCT mode are common.
+    assert!(faulty > 120, "{faulty}");
+    assert!(grids > 100 && pct > 100, "grids {grids}, pct {pct}");
+}
+
+#[test]
+fn the_portfolio_keeps_what_a_builder_sets_and_is_opt_in() {
+    let f = Faults {
+        reset_ppm: 7,
+        ..Faults::none()
+    };
+    for seed in 0..40 {
+        let sim = Sim::builder()
+            .faults(f.clone())
+            .quantum(Duration::from_millis(2))
+            .pct(None)
+            .portfolio()
+            .seed(seed)
+            .build();
+        assert_eq!(sim.faults(), &f);
+        assert_eq!(sim.config().quantum, Duration::from_millis(2));
+        assert_eq!(sim.config().pct, None);
+        let plain = Sim::builder().seed(seed).build();
+        assert!(plain.faults().is_none());
+        assert_eq!(plain.config().quantum, Duration::ZERO);
+        assert_eq!(plain.config().pct, None);
+    }
+}
+
+#[test]
+fn an_arrival_grid_lands_packets_from_different_hosts_on_the_same_instant() {
+    let grid = Duration::from_millis(5);
+    let mut collided = 0;
+    for seed in 0..20 {
+        let b = Sim::builder().quantum(grid).seed(seed).trace(true);
+        let (sim, gots) = echo_with(b, 3);
+        assert!(sim.errors().is_empty(), "seed {seed}: {:?}", sim.errors());
+        for got in &gots {
+            assert_eq!(&*got.borrow(), b"hello, simulated world", "seed {seed}");
+        }
+        // Every event is an arrival (the echo has no timers): all on the grid.
+        let trace = sim.trace();
+        let events = trace.events();
+        assert!(
+            events.iter().all(|e| e.time % 5_000_000 == 0),
+            "seed {seed}"
+        );
+        let accepts: Vec<u64> = events
+            .iter()
+            .filter(|e| matches!(e.kind, crate::trace::Kind::Accept { .. }))
+            .map(|e| e.time)
+            .collect();
+        assert_eq!(accepts.len(), 3);
+        collided += usize::from(accepts.windows(2).any(|w| w[0] == w[1]));
+    }
+    // Three connects with latencies of 1-10 ms land on two instants (5 and 10 ms).
+    assert_eq!(collided, 20);
+}
+
+#[test]
+fn pct_mode_runs_and_replays_from_its_choices() {
+    for seed in 0..20 {
+        let b = || {
+            Sim::builder()
+                .quantum(Duration::from_millis(5))
+                .pct(Some(2))
+        };
+        let (sim, gots) = echo_with(b().seed(seed).record(true), 3);
+        assert!(sim.errors().is_empty(), "seed {seed}: {:?}", sim.errors());
+        assert!(gots.iter().all(|g| g.borrow().len() == 22), "seed {seed}");
+        let (again, _) = echo_with(b().choices(sim.recorded_choices().unwrap()), 3);
+        assert_eq!(again.trace_hash(), sim.trace_hash(), "seed {seed}");
+    }
+}

@@ -1,8 +1,7 @@
-//! The battery of planted bugs (issue 14): every twin passes, and every bug the explorer
-//! finds today within 1,000 seeds of `check()`'s default world is asserted found there. Bugs
-//! it cannot find yet are still run, behind `#[ignore]` naming issue 14 and today's median,
-//! so the gap stays visible and each test is switched on once exploration improves. Bugs that
-//! need a fault are also hunted in the swarm world a user would opt into for them.
+//! The battery of planted bugs (issue 14): every twin passes, and every bug is found within
+//! 1,000 seeds of `check()`'s default world (the default portfolio: the all-zero schedule,
+//! fault-free varied schedules and swarm fault mixes, with arrival grids and PCT mode). Bugs
+//! that need a fault are also hunted in the swarm world a user would opt into for them.
 //! `cargo bench --bench hunt` measures seeds-to-find per bug.
 //!
 //! Debug runs sweep a modest number of twin seeds (`TORSION_SEEDS` scales it up; the
@@ -74,18 +73,12 @@ mod twin_passes {
 
 mod found_within_1000_seeds {
     tests! { found_within_1000:
-        #[ignore = "issue 14: not found by the default explorer yet (median 1538 seeds)"]
         lost_update;
-        #[ignore = "issue 14: not found by the default explorer yet (needs a slow answer; not found within 10000 seeds)"]
         retry_double_apply;
-        #[ignore = "issue 14: not found by the default explorer yet (needs a reset; not found within 10000 seeds)"]
         timeout_after_close;
-        #[ignore = "issue 14: not found by the default explorer yet (needs a reset; not found within 10000 seeds)"]
         lost_on_reset;
         delimiter_split;
-        #[ignore = "issue 14: not found by the default explorer yet (needs a partition; not found within 10000 seeds)"]
         split_brain;
-        #[ignore = "issue 14: not found by the default explorer yet (needs a reset; not found within 10000 seeds)"]
         stale_read;
         producer_pause;
     }

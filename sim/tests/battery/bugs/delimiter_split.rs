@@ -124,9 +124,12 @@ fn body(sim: &Sim, variant: Variant) {
             None => Ok(()),
         }
     });
-    let g = got.clone();
-    sim.deadline("every line arrives", Duration::from_secs(1), move || {
-        g.borrow().len() == LINES
-    });
+    // Liveness holds on a perfect network; a seed's faults may rightly lose lines.
+    if sim.faults().is_none() {
+        let g = got.clone();
+        sim.deadline("every line arrives", Duration::from_secs(1), move || {
+            g.borrow().len() == LINES
+        });
+    }
     sim.run_until_idle();
 }

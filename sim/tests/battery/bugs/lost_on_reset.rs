@@ -209,9 +209,11 @@ fn body(sim: &Sim, variant: Variant) {
     });
     if sim.faults().is_none() {
         let o = outbox.clone();
+        // Each message waits `EVERY` after the previous one's answer, plus a round trip
+        // of up to two latencies (10 ms each): allow twice the sending time.
         sim.deadline(
             "the outbox empties",
-            EVERY * (MESSAGES as u32 + 1),
+            EVERY * 2 * (MESSAGES as u32 + 1),
             move || o.done.get(),
         );
     }

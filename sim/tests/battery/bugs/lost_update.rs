@@ -146,11 +146,15 @@ fn body(sim: &Sim, variant: Variant) {
         }
         Ok(())
     });
-    let a = answers.clone();
-    sim.deadline(
-        "every client is answered",
-        Duration::from_secs(1),
-        move || a.borrow().len() == CLIENTS,
-    );
+    // Liveness holds on a perfect network; under a seed's faults (a crash of the server,
+    // a reset) a client may rightly go unanswered.
+    if sim.faults().is_none() {
+        let a = answers.clone();
+        sim.deadline(
+            "every client is answered",
+            Duration::from_secs(1),
+            move || a.borrow().len() == CLIENTS,
+        );
+    }
     sim.run_until_idle();
 }

@@ -44,9 +44,9 @@ pub struct Bug {
     pub swarm: Option<fn() -> SimBuilder>,
 }
 
-/// `check()`'s world: what a user gets with no configuration.
+/// `check()`'s world: what a user gets with no configuration (the default portfolio).
 pub fn default_world() -> SimBuilder {
-    Sim::builder()
+    Sim::builder().portfolio()
 }
 
 /// The battery.

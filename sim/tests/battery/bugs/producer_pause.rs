@@ -145,9 +145,12 @@ fn body(sim: &Sim, variant: Variant) {
         }
         Ok(())
     });
-    let g = got.clone();
-    sim.deadline("the stream arrives", Duration::from_secs(10), move || {
-        g.get() == CHUNK * CHUNKS
-    });
+    // Liveness holds on a perfect network; a seed's faults may rightly cut the stream.
+    if sim.faults().is_none() {
+        let g = got.clone();
+        sim.deadline("the stream arrives", Duration::from_secs(10), move || {
+            g.get() == CHUNK * CHUNKS
+        });
+    }
     sim.run_until_idle();
 }
