@@ -2,7 +2,7 @@
 //! a simulator with a clock.
 //!
 //! Events run in time order; only events due at the *same instant* on different hosts
-//! compete (see [`crate::world`]). In PCT mode each host draws a random priority the first
+//! compete (see [`Sim`](crate::Sim)). In PCT mode each host draws a random priority the first
 //! time it competes, and the competitor on the host of highest priority runs first, so one
 //! host keeps winning every race until a *change point*: `depth` of the competitions, drawn
 //! up front among the first [`CHANGE_WINDOW`], demote the host that wins them to the lowest
