@@ -21,11 +21,17 @@ pub trait ReactorRandomExt: ReactorRandom {
         if n == 0 {
             return 0;
         }
-        // Lemire's multiply-shift with rejection.
+        // Lemire's multiply-shift with rejection. A fair source is rejected with probability
+        // below n / 2^64 per draw; a degenerate one (a simulator replaying its simplest
+        // schedule, where every draw is 0) would be rejected forever, so after
+        // `MAX_REJECTIONS` draws the last one is taken as it is (biased only for such a source).
+        const MAX_REJECTIONS: u32 = 64;
         let threshold = n.wrapping_neg() % n;
+        let mut tries = 0;
         loop {
             let m = u128::from(self.next_u64()) * u128::from(n);
-            if (m as u64) >= threshold {
+            tries += 1;
+            if (m as u64) >= threshold || tries >= MAX_REJECTIONS {
                 return (m >> 64) as u64;
             }
         }
@@ -41,6 +47,27 @@ pub trait ReactorRandomExt: ReactorRandom {
 }
 
 impl<R: ReactorRandom + ?Sized> ReactorRandomExt for R {}
+
+#[cfg(test)]
+mod degenerate_source_tests {
+    use super::*;
+
+    /// Every draw is 0: the simplest schedule a simulator can replay.
+    struct Zeros;
+    impl ReactorRandom for Zeros {
+        fn next_u64(&self) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn random_below_returns_for_a_source_that_always_draws_zero() {
+        // 3 is not a power of two: every zero draw falls under the rejection threshold.
+        assert_eq!(Zeros.random_below(3), 0);
+        assert_eq!(Zeros.random_below(u64::MAX), 0);
+        assert!(Zeros.normal_variate(0.0, 1.0).is_finite());
+    }
+}
 
 /// A small seeded generator (SplitMix64) for test doubles and as a default source.
 ///
